@@ -1,0 +1,1 @@
+"""The ``mercato`` command line: one module per noun; commands parse and delegate."""

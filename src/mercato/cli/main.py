@@ -1,0 +1,20 @@
+"""Entry point of the ``mercato`` command: registers one sub-app per noun."""
+
+from __future__ import annotations
+
+import typer
+
+from mercato.cli import operator, verify
+
+app = typer.Typer(
+    name="mercato",
+    help="Private, verifiable, pay-per-token LLM inference.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(operator.app, name="operator")
+app.command("verify")(verify.verify)
+
+
+def main() -> None:
+    app()

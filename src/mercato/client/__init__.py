@@ -1,0 +1,1 @@
+"""Client-side SDK: verification of receipts and attestation (payments come later)."""

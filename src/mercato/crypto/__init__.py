@@ -1,0 +1,1 @@
+"""Keys, keystore, signatures and hashing. No network, no storage."""

@@ -229,3 +229,24 @@ class ContractBinding:
             start = end + 1
         events.sort(key=lambda e: e.position)
         return events
+
+
+@dataclass(frozen=True)
+class Eip712Domain:
+    """EIP-5267 ``eip712Domain()``."""
+
+    fields: bytes
+    name: str
+    version: str
+    chain_id: int
+    verifying_contract: str
+    salt: bytes
+    extensions: tuple[int, ...]
+
+
+async def read_eip712_domain(binding: ContractBinding) -> Eip712Domain:
+    fields, name, version, chain_id, contract, salt, extensions = await binding.call("eip712Domain")
+    return Eip712Domain(
+        bytes(fields), str(name), str(version), int(chain_id), str(contract), bytes(salt),
+        tuple(int(e) for e in extensions),
+    )  # fmt: skip

@@ -13,6 +13,9 @@ VENV=${MERCATO_VENV:-.venv}
 CACHE=${MERCATO_CACHE:-$HOME/.cache/mercato}
 LLAMA_VERSION=0.3.36
 ANVIL_VERSION=1.7.1
+# Portable x86-64 kernels. GGML_NATIVE=ON turns on AMX/AVX-512 code that segfaults in
+# batched decode on this kind of VM (seen 2026-11-21 with llama-cpp-python 0.3.36).
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 mkdir -p "$CACHE/wheels"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
@@ -24,17 +27,17 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
 
-# llama-cpp-python compiles llama.cpp (~6 min on 2 cores). The wheel is cached per
-# Python version and CPU feature set, so a cached build never lands on a CPU it was
-# not compiled for.
+# llama-cpp-python compiles llama.cpp (~6-9 min on 2 cores). The wheel is cached outside
+# the clone, keyed by Python version and build flags (portable AVX2 kernels).
 if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   pyver=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-  cpukey=$(grep -m1 '^flags' /proc/cpuinfo | sha256sum | cut -c1-12)
-  slot="$CACHE/wheels/llama-$LLAMA_VERSION-$pyver-$cpukey"
+  flagkey=$(printf '%s' "$LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-8)
+  grep -qw avx2 /proc/cpuinfo || { log "this CPU lacks AVX2, which the llama.cpp build assumes"; exit 1; }
+  slot="$CACHE/wheels/llama-$LLAMA_VERSION-$pyver-$flagkey"
   if ! ls "$slot"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     log "building llama-cpp-python $LLAMA_VERSION (one-off, cached in $slot)"
     tmp=$(mktemp -d)
-    CMAKE_ARGS="-DGGML_NATIVE=ON" "$VENV/bin/pip" wheel -q --no-deps --no-binary llama-cpp-python \
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "$VENV/bin/pip" wheel -q --no-cache-dir --no-deps --no-binary llama-cpp-python \
       "llama-cpp-python==$LLAMA_VERSION" -w "$tmp"
     mkdir -p "$slot" && mv "$tmp"/llama_cpp_python-*.whl "$slot/" && rm -rf "$tmp"
   fi

@@ -25,6 +25,8 @@ def setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
         force=True,
     )
+    for noisy in ("alembic", "httpx", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -18,3 +18,7 @@ app.command("verify")(verify.verify)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

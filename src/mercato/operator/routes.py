@@ -118,7 +118,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
             m.aborted.labels(outcome).inc()
         record(last.usage if last else None, "200" if outcome == "ok" else outcome)
 
-    return SignedEventStream(first, events, sign, finished)  # type: ignore[return-value]
+    return SignedEventStream(first, events, sign, finished)
 
 
 @router.get("/v1/models")

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 
 import orjson
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from mercato.errors import MercatoError, UpstreamError
@@ -31,7 +32,7 @@ SSE_HEADERS = [
 ]
 
 
-class SignedEventStream:
+class SignedEventStream(Response):
     def __init__(
         self,
         first: StreamEvent,
@@ -40,6 +41,7 @@ class SignedEventStream:
         on_finish: Callable[[Receipt | None, StreamEvent | None, str], None],
     ) -> None:
         """``sign(response_id, response_sha256)``; ``on_finish(receipt, last, outcome)``."""
+        super().__init__(status_code=200, media_type="text/event-stream")
         self._first = first
         self._rest = rest
         self._sign = sign

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Self, TypeVar, cast
 
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import Web3RPCError
 from web3.types import BlockIdentifier, FilterParams, LogReceipt, TxReceipt
@@ -23,6 +23,12 @@ from mercato.chain.errors import ChainError
 from mercato.chain.tx import TxSender, translate_errors
 
 DEFAULT_LOG_CHUNK = 2_000
+
+
+def make_web3(rpc_url: str, *, timeout: float = 30.0) -> AsyncWeb3[Any]:
+    """An async web3 over HTTP JSON-RPC (one pooled session; close with
+    ``await w3.provider.disconnect()``)."""
+    return AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,3 +44,8 @@ async def snapshot(w3: AsyncWeb3[Any]) -> str:
 
 async def revert(w3: AsyncWeb3[Any], snapshot_id: str) -> bool:
     return bool(await _rpc(w3, "evm_revert", [snapshot_id]))
+
+
+async def set_balance(w3: AsyncWeb3[Any], address: str, wei: int) -> None:
+    """Give ``address`` exactly ``wei`` of the native coin (for gas)."""
+    await _rpc(w3, "anvil_setBalance", [address, hex(wei)])

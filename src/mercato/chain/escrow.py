@@ -12,7 +12,7 @@ from enum import IntEnum
 
 from mercato.chain.contract import ContractBinding, Eip712Domain, TxResult, read_eip712_domain
 from mercato.chain.events import ESCROW_EVENTS, ChannelOpened
-from mercato.chain.signature import to_compact
+from mercato.protocol.eip712 import ClaimTuple, SpendAuthorization, pack_claims
 
 MAX_BATCH = 128  # claims per claim_batch call (the contract's bound)
 MAX_CHANNEL_BATCH = 32  # claims per claim_channels call
@@ -46,19 +46,26 @@ class ChannelStatus(IntEnum):
 
 @dataclass(frozen=True)
 class SpendClaim:
-    """One signed spend authorization and the metered ``amount`` (≤ ``max_amount``) the
-    operator claims with it. ``signature``: 65 bytes ``r || s || v`` or 64 bytes compact."""
+    """A payer's signed spend authorization and the metered ``amount`` (≤ its maximum)
+    the operator claims with it. ``signature``: 65 bytes ``r || s || v`` or 64 compact."""
 
-    payer: str
-    max_amount: int
-    nonce: int
-    deadline: int
+    authorization: SpendAuthorization
     amount: int
     signature: bytes
 
-    def as_tuple(self) -> tuple[str, int, int, int, int, bytes, bytes]:
-        r, vs = to_compact(self.signature)
-        return (self.payer, self.max_amount, self.nonce, self.deadline, self.amount, r, vs)
+    @property
+    def payer(self) -> str:
+        return self.authorization.payer
+
+    @property
+    def nonce(self) -> int:
+        return self.authorization.nonce
+
+
+def encode_claims(claims: Sequence[SpendClaim]) -> list[ClaimTuple]:
+    """The contract's packed ``Claim`` tuples, in the given order (see
+    :func:`mercato.protocol.eip712.pack_claims`)."""
+    return pack_claims([(c.authorization, c.amount, c.signature) for c in claims])
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,7 @@ class PaymentEscrow(ContractBinding):
         Claims sorted by (payer, nonce) cost least."""
         if len(claims) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} claims per batch, got {len(claims)}")
-        return await self.send("claim_batch", [c.as_tuple() for c in claims])
+        return await self.send("claim_batch", encode_claims(claims))
 
     async def claim_all(self, claims: Sequence[SpendClaim]) -> list[TxResult]:
         """Settle any number of claims, :data:`MAX_BATCH` per transaction, sorted by

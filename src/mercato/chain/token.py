@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from mercato.chain.contract import ContractBinding, Eip712Domain, TxResult, read_eip712_domain
 from mercato.chain.events import TOKEN_EVENTS
-from mercato.chain.signature import split_vrs
+from mercato.protocol.eip712 import split_signature
+
+
+def _vrs(signature: bytes) -> tuple[int, bytes, bytes]:
+    v, r, s = split_signature(signature)
+    return v, r.to_bytes(32, "big"), s.to_bytes(32, "big")
 
 
 class PaymentToken(ContractBinding):
@@ -90,7 +95,7 @@ class PaymentToken(ContractBinding):
     async def permit(
         self, owner: str, spender: str, amount: int, deadline: int, signature: bytes
     ) -> TxResult:
-        v, r, s = split_vrs(signature)
+        v, r, s = _vrs(signature)
         return await self.send("permit", owner, spender, amount, deadline, v, r, s)
 
     async def transfer_with_authorization(
@@ -103,7 +108,7 @@ class PaymentToken(ContractBinding):
         nonce: bytes,
         signature: bytes,
     ) -> TxResult:
-        v, r, s = split_vrs(signature)
+        v, r, s = _vrs(signature)
         return await self.send(
             "transferWithAuthorization", from_, to, amount, valid_after, valid_before, nonce,
             v, r, s,
@@ -119,7 +124,7 @@ class PaymentToken(ContractBinding):
         nonce: bytes,
         signature: bytes,
     ) -> TxResult:
-        v, r, s = split_vrs(signature)
+        v, r, s = _vrs(signature)
         return await self.send(
             "receiveWithAuthorization", from_, to, amount, valid_after, valid_before, nonce,
             v, r, s,
@@ -128,5 +133,5 @@ class PaymentToken(ContractBinding):
     async def cancel_authorization(
         self, authorizer: str, nonce: bytes, signature: bytes
     ) -> TxResult:
-        v, r, s = split_vrs(signature)
+        v, r, s = _vrs(signature)
         return await self.send("cancelAuthorization", authorizer, nonce, v, r, s)

@@ -71,7 +71,10 @@ def free_port(host: str = LOCALHOST) -> int:
 
 
 def port_in_use(port: int, host: str = LOCALHOST) -> bool:
+    """Whether something listens on ``host:port`` (connections left in TIME_WAIT by a
+    process that has exited do not count, as they do not stop anvil from binding)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # chain modules import web3: load them only when a command ru
 app = typer.Typer(help="Local devnet and contract deployment.", no_args_is_help=True)
 
 DEFAULT_PORT = 8545
-_MANIFEST_HELP = "Where to write the manifest [default: $MERCATO_HOME/devnet/manifest.json]."
+_MANIFEST_HELP = "Where to write the manifest (default: $MERCATO_HOME/devnet/manifest.json)."
 _PASSWORD_ENV = "MERCATO_KEY_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 
 
@@ -52,8 +52,11 @@ def up(
         bool, typer.Option(help="Print the demo accounts' (public, well-known) dev keys.")
     ] = True,
 ) -> None:
-    """Start anvil on 127.0.0.1, deploy the contracts, fund demo accounts, and stay in the
-    foreground until Ctrl-C (which stops anvil; the devnet's state is not kept)."""
+    """Start a local devnet: anvil on 127.0.0.1 with Mercato's contracts and funded accounts.
+
+    Stays in the foreground until Ctrl-C, which stops anvil (the devnet's state is not
+    kept) and removes the manifest.
+    """
     from mercato.chain.anvil import AnvilConfig
     from mercato.chain.deploy import MUSD, DevnetFunding
     from mercato.chain.manifest import default_manifest_path
@@ -117,6 +120,8 @@ def _print_devnet(manifest: Manifest, path: Path, log_path: Path | None, show_ke
     from mercato.chain.anvil import dev_private_key
 
     table = Table(title="Mercato devnet", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
     table.add_row("RPC", f"[cyan]{manifest.rpc_url}[/] (chain id {manifest.chain_id})")
     table.add_row("manifest", f"[bold]{path}[/]")
     table.add_row("token", f"{manifest.addresses.token} ({manifest.token_symbol}, "
@@ -129,15 +134,12 @@ def _print_devnet(manifest: Manifest, path: Path, log_path: Path | None, show_ke
         table.add_row("anvil log", str(log_path))
     console.print(table)
     if manifest.funded_accounts:
-        accounts = Table(title="Demo accounts (funded with ETH and mUSD)", title_justify="left")
-        accounts.add_column("#", justify="right")
-        accounts.add_column("address")
+        console.print("[bold]Demo accounts[/] (funded with ETH and mUSD)")
         if show_keys:
-            accounts.add_column("private key (anvil's well-known dev key: devnet only)")
+            console.print("[dim]anvil's well-known dev keys: for devnets only[/]")
         for i, address in enumerate(manifest.funded_accounts, start=1):
-            row = [str(i), address] + ([dev_private_key(i)] if show_keys else [])
-            accounts.add_row(*row)
-        console.print(accounts)
+            key = f"  {dev_private_key(i)}" if show_keys else ""
+            console.print(f"  {i:>2}  {address}{key}", soft_wrap=True, highlight=False)
 
 
 @app.command("deploy")
@@ -166,9 +168,11 @@ def deploy(
     withdraw_delay: Annotated[int, typer.Option(help="Seconds.")] = 24 * 3600,
     challenge_period: Annotated[int, typer.Option(help="Seconds.")] = 3600,
     arbiter: Annotated[
-        str | None, typer.Option(help="Slashing arbiter [default: deployer].")
+        str | None, typer.Option(help="Slashing arbiter (default: the deployer).")
     ] = None,
-    faucet: Annotated[str | None, typer.Option(help="Token minter [default: deployer].")] = None,
+    faucet: Annotated[
+        str | None, typer.Option(help="Token minter (default: the deployer).")
+    ] = None,
     fund_dev_accounts: Annotated[
         int, typer.Option(help="Also mint mUSD to anvil dev accounts 1..N (devnets).")
     ] = 0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import operator, verify
+from mercato.cli import chain, operator, verify
 
 app = typer.Typer(
     name="mercato",
@@ -13,6 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(operator.app, name="operator")
+app.add_typer(chain.app, name="chain")
 app.command("verify")(verify.verify)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,14 @@ class Tiny(ContractBinding):
 
 
 @pytest.fixture(scope="module")
-async def tiny(anvil: Anvil, vyper_cache: Path) -> Tiny:
+async def tiny(anvil: Anvil, vyper_cache: Path) -> AsyncIterator[Tiny]:
     artifact = compile_contract(TINY, cache_dir=vyper_cache)
     w3 = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
     sender = TxSender(w3, dev_account(5))
     w3c = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     receipt = await sender.send(None, w3c.constructor(5).data_in_transaction, label="deploy")
-    return Tiny(w3, str(receipt["contractAddress"]), artifact.abi, sender=sender)
+    yield Tiny(w3, str(receipt["contractAddress"]), artifact.abi, sender=sender)
+    await w3.provider.disconnect()
 
 
 def test_compile_cache_hit(vyper_cache: Path) -> None:
@@ -107,3 +109,4 @@ async def test_unreachable_rpc_is_chain_unavailable(tiny: Tiny) -> None:
     dead = Tiny(w3, tiny.address, tiny.contract.abi)
     with pytest.raises(ChainUnavailable):
         await dead.value()
+    await w3.provider.disconnect()

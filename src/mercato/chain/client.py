@@ -11,6 +11,7 @@ from another key over the same connection.
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -54,6 +55,17 @@ class ChainClient:
         self.token = PaymentToken(self.w3, addresses.token, abis["token"], **kwargs)
         self.registry = OperatorRegistry(self.w3, addresses.registry, abis["registry"], **kwargs)
         self.escrow = PaymentEscrow(self.w3, addresses.escrow, abis["escrow"], **kwargs)
+
+    @classmethod
+    def load(
+        cls,
+        manifest_path: Path | None = None,
+        *,
+        rpc_url: str | None = None,
+        account: LocalAccount | None = None,
+    ) -> ChainClient:
+        """A client from the manifest at ``manifest_path`` (default: the devnet's)."""
+        return cls(Manifest.load(manifest_path), rpc_url=rpc_url, account=account)
 
     @property
     def address(self) -> str | None:

@@ -14,7 +14,6 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from mercato.chain.registry import OperatorRegistry
 from web3 import AsyncWeb3
 
 from mercato.chain.anvil import dev_account, dev_private_key
@@ -22,6 +21,7 @@ from mercato.chain.compile import CORE_CONTRACTS, Artifact, load_artifacts
 from mercato.chain.contract import TxResult
 from mercato.chain.errors import ChainError
 from mercato.chain.manifest import ContractAddresses, DeploymentParameters, Manifest
+from mercato.chain.registry import OperatorRegistry
 from mercato.chain.token import PaymentToken
 from mercato.chain.tx import TxSender, translate_errors
 

@@ -117,7 +117,7 @@ def _remove_manifest(path: Path, created_at: str) -> None:
 
 
 def _print_devnet(manifest: Manifest, path: Path, log_path: Path | None, show_keys: bool) -> None:
-    from mercato.chain.anvil import dev_private_key
+    from mercato.chain.anvil import dev_account, dev_private_key
 
     table = Table(title="Mercato devnet", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -128,7 +128,10 @@ def _print_devnet(manifest: Manifest, path: Path, log_path: Path | None, show_ke
                   f"{manifest.token_decimals} decimals)")  # fmt: skip
     table.add_row("registry", manifest.addresses.registry)
     table.add_row("escrow", manifest.addresses.escrow)
-    table.add_row("deployer/faucet", f"{manifest.deployer} (anvil account 0)")
+    dev0 = " (anvil account 0)" if manifest.deployer == dev_account(0).address else ""
+    table.add_row("deployer", f"{manifest.deployer}{dev0}")
+    params = manifest.parameters
+    table.add_row("faucet / arbiter", f"{params.faucet} / {params.arbiter}")
     table.add_row("blueprints", ", ".join(f"{k}={v}" for k, v in manifest.blueprints.items()))
     if log_path is not None:
         table.add_row("anvil log", str(log_path))

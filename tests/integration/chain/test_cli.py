@@ -35,7 +35,7 @@ def mercato_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "mercato.cli.main", "chain", *args]
 
 
-def test_chain_up_deploys_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def test_chain_up_deploys_and_stops_on_ctrl_c(anvil_binary: Path, tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         mercato_cli("up", "--port", str(port), "--accounts", "3"),

@@ -28,11 +28,13 @@ JSON_BODY = (
     ' "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 3,'
     ' "total_tokens": 8}}'
 ).encode()
+_CHUNK = b'data: {"id":"chatcmpl-up2","object":"chat.completion.chunk",'
 CHUNKS = [
-    b'data: {"id":"chatcmpl-up2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"h\xc3\xa9"}}]}\n\n',
+    _CHUNK + b'"choices":[{"index":0,"delta":{"role":"assistant","content":"h\xc3\xa9"}}]}\n\n',
     b": keep-alive\n\n",
-    b'data: {"id":"chatcmpl-up2","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"llo"},"finish_reason":"stop"}]}\n\n',
-    b'data: {"id":"chatcmpl-up2","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n',
+    _CHUNK + b'"choices":[{"index":0,"delta":{"content":"llo"},"finish_reason":"stop"}]}\n\n',
+    _CHUNK
+    + b'"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n',
 ]
 
 
@@ -121,13 +123,21 @@ async def test_stream_passes_through_event_by_event(operator: str, no_done: bool
 
 @pytest.mark.parametrize(
     ("upstream_status", "status", "code"),
-    [(400, 400, "upstream_rejected"), (429, 429, "overloaded"), (500, 502, "upstream_error"),
-     (503, 503, "upstream_error")],
+    [
+        (400, 400, "upstream_rejected"),
+        (429, 429, "overloaded"),
+        (500, 502, "upstream_error"),
+        (503, 503, "upstream_error"),
+    ],
 )
 async def test_upstream_errors_map_to_openai_errors(
     operator: str, upstream_status: int, status: int, code: str
 ) -> None:
-    body = {"model": "boom", "messages": [{"role": "user", "content": "x"}], "status": upstream_status}
+    body = {
+        "model": "boom",
+        "messages": [{"role": "user", "content": "x"}],
+        "status": upstream_status,
+    }
     async with httpx.AsyncClient() as c:
         resp = await c.post(f"{operator}/v1/chat/completions", json=body)
     assert resp.status_code == status
@@ -163,6 +173,12 @@ async def test_receipt_is_served_later(operator: str) -> None:
             ("ecdsa", receipt.ecdsa_signature, receipt.signing_address),
             ("ed25519", receipt.ed25519_signature, receipt.ed25519_public_key),
         ):
-            doc = (await c.get(f"{operator}/v1/signature/chatcmpl-up1", params={"signing_algo": algo})).json()
-            assert doc == {"text": receipt.text, "signature": sig, "signing_address": addr,
-                           "signing_algo": algo}
+            doc = (
+                await c.get(f"{operator}/v1/signature/chatcmpl-up1", params={"signing_algo": algo})
+            ).json()
+            assert doc == {
+                "text": receipt.text,
+                "signature": sig,
+                "signing_address": addr,
+                "signing_algo": algo,
+            }

@@ -27,12 +27,12 @@ def client(op: OperatorProcess) -> openai.OpenAI:
 def test_chat_non_streaming_with_openai_client(llama_operator: OperatorProcess) -> None:
     resp = client(llama_operator).chat.completions.create(
         model=MODEL,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        messages=[{"role": "user", "content": "What is 2+2?"}],
         temperature=0,
         max_tokens=40,
     )
     answer = resp.choices[0].message.content or ""
-    assert "Paris" in answer
+    assert "4" in answer
     assert resp.usage is not None
     assert resp.usage.prompt_tokens > 5 and resp.usage.completion_tokens > 0
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
@@ -43,7 +43,7 @@ def test_chat_non_streaming_with_openai_client(llama_operator: OperatorProcess) 
 def test_chat_streaming_with_usage(llama_operator: OperatorProcess) -> None:
     stream = client(llama_operator).chat.completions.create(
         model=MODEL,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        messages=[{"role": "user", "content": "Name three colors."}],
         temperature=0,
         max_tokens=40,
         stream=True,
@@ -51,7 +51,7 @@ def test_chat_streaming_with_usage(llama_operator: OperatorProcess) -> None:
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert "Paris" in text
+    assert sum(color in text.lower() for color in ("red", "blue", "green", "yellow")) >= 2
     assert len({c.id for c in chunks}) == 1
     usage = chunks[-1].usage
     assert usage is not None and chunks[-1].choices == []
@@ -66,14 +66,20 @@ def test_completions_max_tokens_and_seed(llama_operator: OperatorProcess) -> Non
     assert r.usage is not None and r.usage.completion_tokens == 5
     assert r.choices[0].finish_reason == "length" and r.choices[0].text
     runs = [
-        c.completions.create(model=MODEL, prompt="My favourite animal is", max_tokens=12,
-                             temperature=1.0, seed=1234).choices[0].text
+        c.completions.create(
+            model=MODEL, prompt="My favourite animal is", max_tokens=12, temperature=1.0, seed=1234
+        )
+        .choices[0]
+        .text
         for _ in range(2)
     ]
     assert runs[0] == runs[1]
     stopped = c.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Count from 1 to 10 with commas."}],
-        temperature=0, max_completion_tokens=40, stop=["5"],
+        model=MODEL,
+        messages=[{"role": "user", "content": "Count from 1 to 10 with commas."}],
+        temperature=0,
+        max_completion_tokens=40,
+        stop=["5"],
     )
     assert "5" not in (stopped.choices[0].message.content or "")
 
@@ -102,8 +108,13 @@ def _independent_check(request: bytes, signed: bytes, receipt: Receipt) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_receipts_verify_independently(llama_operator: OperatorProcess, stream: bool) -> None:
     request = orjson.dumps(
-        {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}],
-         "max_tokens": 12, "temperature": 0, "stream": stream}
+        {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 12,
+            "temperature": 0,
+            "stream": stream,
+        }
     )
     resp = httpx.post(f"{llama_operator.url}/v1/chat/completions", content=request, timeout=60)
     assert resp.status_code == 200
@@ -113,7 +124,10 @@ def test_receipts_verify_independently(llama_operator: OperatorProcess, stream: 
     else:
         signed, receipt = resp.content, Receipt.from_json(resp.headers[RECEIPT_HEADER])
     _independent_check(request, signed, receipt)
-    assert receipt.signing_address == httpx.get(f"{llama_operator.url}/health").json()["signing_address"]
+    assert (
+        receipt.signing_address
+        == httpx.get(f"{llama_operator.url}/health").json()["signing_address"]
+    )
     time.sleep(0.2)
     doc = httpx.get(f"{llama_operator.url}/v1/signature/{receipt.id}").json()
     assert doc["text"] == receipt.text and doc["signature"] == receipt.ecdsa_signature
@@ -125,12 +139,23 @@ def test_receipts_verify_independently(llama_operator: OperatorProcess, stream: 
     [
         (b'{"model": "smollm2', 400, "invalid_json"),
         (b'{"model":"nope","messages":[{"role":"user","content":"x"}]}', 404, "model_not_found"),
-        (b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"x"}],"temperature":9}',
-         400, "invalid_parameter"),
-        (b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"x"}],"n":3}',
-         400, "invalid_parameter"),
-        (b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"'
-         + b"x" * (5 * 1024 * 1024) + b'"}]}', 413, "request_too_large"),
+        (
+            b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"x"}],"temperature":9}',
+            400,
+            "invalid_parameter",
+        ),
+        (
+            b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"x"}],"n":3}',
+            400,
+            "invalid_parameter",
+        ),
+        (
+            b'{"model":"smollm2-135m-instruct","messages":[{"role":"user","content":"'
+            + b"x" * (5 * 1024 * 1024)
+            + b'"}]}',
+            413,
+            "request_too_large",
+        ),
     ],
 )
 def test_bad_input_gets_openai_errors(
@@ -161,8 +186,13 @@ def test_openai_client_raises_typed_errors(llama_operator: OperatorProcess) -> N
 
 
 async def test_client_disconnect_mid_stream(llama_operator: OperatorProcess) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
-            "max_tokens": 400, "temperature": 0.8, "stream": True}
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": 400,
+        "temperature": 0.8,
+        "stream": True,
+    }
     async with httpx.AsyncClient(timeout=60) as c:
         async with c.stream("POST", f"{llama_operator.url}/v1/chat/completions", json=body) as resp:
             first = b""
@@ -186,14 +216,20 @@ async def test_client_disconnect_mid_stream(llama_operator: OperatorProcess) -> 
         assert 'mercato_operator_streams_aborted_total{reason="client_disconnected"}' in metrics
 
 
-async def test_full_queue_answers_503_with_retry_after(tmp_path_factory: pytest.TempPathFactory) -> None:
+async def test_full_queue_answers_503_with_retry_after(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     op = launch_operator(
         tmp_path_factory.mktemp("busy") / "data",
         MERCATO_OPERATOR__BACKEND__LLAMA_CPP__MAX_WAITING="1",
     )
     try:
-        body = {"model": MODEL, "messages": [{"role": "user", "content": "Tell me a long story."}],
-                "max_tokens": 150, "temperature": 0.7}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Tell me a long story."}],
+            "max_tokens": 150,
+            "temperature": 0.7,
+        }
         async with httpx.AsyncClient(timeout=120) as c:
             results = await asyncio.gather(
                 *(c.post(f"{op.url}/v1/chat/completions", json=body) for _ in range(4))
@@ -211,7 +247,9 @@ def test_restart_keeps_address_and_receipts(tmp_path_factory: pytest.TempPathFac
     data = tmp_path_factory.mktemp("restart") / "data"
     op = launch_operator(data)
     resp = httpx.post(
-        f"{op.url}/v1/completions", json={"model": MODEL, "prompt": "Hello", "max_tokens": 4}, timeout=60
+        f"{op.url}/v1/completions",
+        json={"model": MODEL, "prompt": "Hello", "max_tokens": 4},
+        timeout=60,
     )
     receipt = Receipt.from_json(resp.headers[RECEIPT_HEADER])
     time.sleep(0.2)
@@ -219,7 +257,9 @@ def test_restart_keeps_address_and_receipts(tmp_path_factory: pytest.TempPathFac
     again = launch_operator(data, port=op.port)
     try:
         assert httpx.get(f"{again.url}/health").json()["signing_address"] == receipt.signing_address
-        doc = httpx.get(f"{again.url}/v1/signature/{receipt.id}", params={"signing_algo": "ed25519"}).json()
+        doc = httpx.get(
+            f"{again.url}/v1/signature/{receipt.id}", params={"signing_algo": "ed25519"}
+        ).json()
         assert doc["signature"] == receipt.ed25519_signature
     finally:
         again.stop()

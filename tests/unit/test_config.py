@@ -17,7 +17,11 @@ def test_toml_then_env_then_arguments(tmp_path: Path, monkeypatch: pytest.Monkey
         '[operator.backend.openai]\nbase_url = "http://127.0.0.1:1/v1"\n'
     )
     s = load_settings(OperatorSettings, cfg)
-    assert (s.port, s.backend.kind, s.backend.openai.base_url) == (9001, "openai", "http://127.0.0.1:1/v1")
+    assert (s.port, s.backend.kind, s.backend.openai.base_url) == (
+        9001,
+        "openai",
+        "http://127.0.0.1:1/v1",
+    )
 
     monkeypatch.setenv("MERCATO_OPERATOR__PORT", "9002")
     monkeypatch.setenv("MERCATO_OPERATOR__BACKEND__OPENAI__API_KEY", "sk-secret")

@@ -13,14 +13,18 @@ from hypothesis import strategies as st
 from mercato.crypto.keystore import KeystoreError, load_or_create, resolve_password
 from mercato.crypto.signers import EcdsaSigner, Ed25519Signer, recover_personal, verify_ed25519
 
-KEY = EcdsaSigner.from_bytes(bytes.fromhex("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"))
+KEY = EcdsaSigner.from_bytes(
+    bytes.fromhex("59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d")
+)
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.binary(max_size=300))
 def test_personal_sign_matches_eth_account(message: bytes) -> None:
     sig = KEY.sign_personal(message)
-    assert sig == bytes(Account.sign_message(encode_defunct(primitive=message), KEY.secret).signature)
+    assert sig == bytes(
+        Account.sign_message(encode_defunct(primitive=message), KEY.secret).signature
+    )
     assert recover_personal(message, sig) == KEY.address
     assert Account.recover_message(encode_defunct(primitive=message), signature=sig) == KEY.address
 

@@ -21,7 +21,9 @@ async def test_write_behind_persists_and_expires(tmp_path: Path) -> None:
     store = ReceiptStore(engine, retention_s=3600, flush_interval_s=0.01)
     await store.start()
     fresh = SIGNER.sign("chatcmpl-a", "aa" * 32, "bb" * 32)
-    old = replace(SIGNER.sign("chatcmpl-old", "cc" * 32, "dd" * 32), created_at=int(time.time()) - 7200)
+    old = replace(
+        SIGNER.sign("chatcmpl-old", "cc" * 32, "dd" * 32), created_at=int(time.time()) - 7200
+    )
     store.put(fresh)
     store.put(old)
     assert await store.get("chatcmpl-a") == fresh  # visible before the flush

@@ -28,7 +28,9 @@ def test_worked_example_matches_the_doc() -> None:
         EcdsaSigner.from_bytes(bytes.fromhex(DEV_KEY)), Ed25519Signer.from_seed(bytes(range(32)))
     )
     req_hash, resp_hash = text.split(":")
-    receipt = ReceiptSigner(keys).sign("chatcmpl-0123456789abcdef0123456789abcdef", req_hash, resp_hash)
+    receipt = ReceiptSigner(keys).sign(
+        "chatcmpl-0123456789abcdef0123456789abcdef", req_hash, resp_hash
+    )
     assert receipt.ecdsa_signature == ex["ecdsa"]
     assert receipt.ed25519_public_key == ex["ed25519-key"]
     assert receipt.ed25519_signature == ex["ed25519"]

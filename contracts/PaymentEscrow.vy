@@ -301,7 +301,7 @@ def claim_batch(claims: DynArray[Claim, MAX_BATCH]):
          Payer 0 can never pass: its balance is always 0 (deposits to 0 are refused)
          and zero-amount claims are rejected, so ecrecover's 0-on-failure is harmless.
     """
-    domain: bytes32 = eip712_domain_separator._domain_separator_v4()
+    prefix: Bytes[34] = concat(x"1901", eip712_domain_separator._domain_separator_v4())
     operator: address = msg.sender
     total: uint256 = 0
     rejected: uint256 = 0
@@ -362,8 +362,7 @@ def claim_batch(claims: DynArray[Claim, MAX_BATCH]):
             ecrecover(
                 keccak256(
                     concat(
-                        x"1901",
-                        domain,
+                        prefix,
                         keccak256(abi_encode(SPEND_AUTHORIZATION_TYPEHASH, payer, operator, max_amount, nonce, deadline)),
                     )
                 ),

@@ -1,12 +1,12 @@
 """In-process (titanoboa) fixtures for the Vyper contracts.
 
-Every test runs inside ``boa.env.anchor()`` so state never leaks between tests;
-compiled contracts are cached per session (and on disk by boa).
+titanoboa's pytest plugin runs every test (and fixture set-up) inside
+``boa.env.anchor()``, so state never leaks between tests; compiled contracts are
+cached per session (and on disk by boa).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +43,6 @@ def registry_factory() -> Any:
 @pytest.fixture(scope="session")
 def escrow_factory() -> Any:
     return boa.load_partial(str(CONTRACTS / "PaymentEscrow.vy"))
-
-
-@pytest.fixture(autouse=True)
-def _isolated() -> Iterator[None]:
-    with boa.env.anchor():
-        yield
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ class Offer:
     upstream: str  # breaker and stats key: the operator's address, or "provider:<name>"
     name: str  # the operator's slug or the provider's name
     model: str
-    base_url: str  # ends before /v1
+    base_url: str  # the OpenAI base URL (``.../v1``)
     price_in_per_m: int
     price_out_per_m: int
     service_id: int | None = None
@@ -249,7 +249,7 @@ def costs(candidates: Sequence[Candidate], route: Route) -> list[float]:
     if strategy == "highest-reputation":
         return [1.0 - c.health.reputation for c in candidates]
     w = route.weights.normalized()
-    np, nl = _min_max(prices), _min_max(latencies)
+    np, nl = _relative(prices), _relative(latencies)
     return [
         w.price * p + w.latency * lat + w.reputation * (1.0 - c.health.reputation)
         for c, p, lat in zip(candidates, np, nl, strict=True)
@@ -267,11 +267,11 @@ def _latencies(candidates: Sequence[Candidate], stream: bool) -> list[float]:
     return [0.0 if v is None else v for v in raw]
 
 
-def _min_max(values: Sequence[float]) -> list[float]:
-    lo, hi = min(values, default=0.0), max(values, default=0.0)
-    if hi - lo <= 1e-12:
-        return [0.0 for _ in values]
-    return [(v - lo) / (hi - lo) for v in values]
+def _relative(values: Sequence[float]) -> list[float]:
+    """0..1: how far each value is above the best, as a fraction of itself (so 100 vs
+    120 is 0 vs 0.17, 5 ms vs 300 ms is 0 vs 0.98); scale-free, unlike min-max."""
+    lo = min(values, default=0.0)
+    return [(v - lo) / v if v > 0 else 0.0 for v in values]
 
 
 def _in_band(cost: float, best: float, strategy: Strategy) -> bool:
@@ -285,8 +285,9 @@ def _order_tier(tier: list[Candidate], route: Route, rng: random.Random) -> list
         return list(tier)
     tier_costs = costs(tier, route)
     # Sort by cost, ties broken at random (so equal upstreams share failover load too).
-    keyed = sorted(zip(tier_costs, [rng.random() for _ in tier], tier, strict=True),
-                   key=lambda t: (t[0], t[1]))  # fmt: skip
+    keyed = sorted(
+        zip(tier_costs, [rng.random() for _ in tier], tier, strict=True), key=lambda t: (t[0], t[1])
+    )
     best = keyed[0][0]
     strategy = route.effective_strategy
     band = [t for t in keyed if _in_band(t[0], best, strategy)]

@@ -1,0 +1,222 @@
+"""The router's one database writer: ledger journals and history rows, in batches.
+
+Requests never write to the database themselves. They hand the writer a *job* (the
+journals of one request's charge and its history row) and, when the charge must be
+durable before the answer goes out, await the job's future. The writer takes every job
+queued so far and commits them in one transaction (group commit), so under load one
+commit serves many requests. History rows of requests that charged nothing are queued
+without a future and go out with the next commit, at the latest after
+``flush_interval_s``.
+
+A journal applies at most once, ever: its lines carry ``idem_key`` = ``<tx_id>:<n>``
+(unique in the table) and a journal whose ``tx_id`` is already there is skipped. A
+history row is inserted with the same transaction as its request's journals, so
+history and balances cannot disagree after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from mercato.storage.router_models import RouterBalance, RouterLedgerEntry, RouterRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """Lines (account, signed amount) that sum to zero, applied together or not at all."""
+
+    tx_id: str
+    kind: str
+    lines: tuple[tuple[str, int], ...]
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(amount for _, amount in self.lines) != 0:
+            raise ValueError(f"journal {self.tx_id} does not balance")
+
+
+@dataclass(slots=True)
+class Job:
+    journals: list[Journal]
+    history: dict[str, Any] | None = None
+    future: asyncio.Future[list[bool]] | None = None  # applied flag per journal
+    on_commit: Callable[[list[bool], dict[str, int]], None] | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    jobs: list[Job] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Writer:
+    def __init__(
+        self, engine: Engine, *, flush_interval_s: float = 0.2, max_batch: int = 2000
+    ) -> None:
+        self._engine = engine
+        self._interval = flush_interval_s
+        self._max_batch = max_batch
+        self._urgent: list[Job] = []
+        self._lazy: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="router-writer")
+
+    async def close(self) -> None:
+        """Write out everything queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def submit(self, job: Job) -> None:
+        """Journals or a waiter: the next commit, now; a bare history row: lazily."""
+        if job.journals or job.future is not None or job.on_commit is not None:
+            self._urgent.append(job)
+            self._wake.set()
+        elif job.history is not None:
+            self._lazy.append(job.history)
+
+    def add_history(self, row: dict[str, Any]) -> None:
+        self._lazy.append(row)
+
+    async def write(
+        self, journals: list[Journal], history: dict[str, Any] | None = None
+    ) -> list[bool]:
+        """Commit now (with whatever else is queued) and say which journals applied."""
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self.submit(Job(journals, history, future))
+        return await future
+
+    @property
+    def queued(self) -> int:
+        return len(self._urgent) + len(self._lazy)
+
+    async def _run(self) -> None:
+        while True:
+            if not self._urgent and not self._closing:
+                self._wake.clear()
+                timeout = self._interval if self._lazy else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+            if not self._urgent and not self._lazy:
+                if self._closing:
+                    return
+                continue
+            batch = _Batch(self._urgent[: self._max_batch], self._lazy[: self._max_batch])
+            del self._urgent[: len(batch.jobs)]
+            del self._lazy[: len(batch.history)]
+            try:
+                applied, balances = await asyncio.to_thread(self._write, batch)
+            except Exception:
+                self.failures += 1
+                log.exception("router writer: commit failed; retrying")
+                self._urgent[:0] = batch.jobs
+                self._lazy[:0] = batch.history
+                if self._closing and self.failures > 3:
+                    _fail(batch, RuntimeError("database unavailable at shutdown"))
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            self.commits += 1
+            for job, flags in zip(batch.jobs, applied, strict=True):
+                if job.on_commit is not None:
+                    job.on_commit(flags, balances)
+                if job.future is not None and not job.future.done():
+                    job.future.set_result(flags)
+
+    def _write(self, batch: _Batch) -> tuple[list[list[bool]], dict[str, int]]:
+        now = int(time.time())
+        tx_ids = [j.tx_id for job in batch.jobs for j in job.journals]
+        deltas: dict[str, int] = defaultdict(int)
+        lines: list[dict[str, Any]] = []
+        applied: list[list[bool]] = []
+        history = list(batch.history)
+        with Session(self._engine) as session, session.begin():
+            seen: set[str] = set()
+            if tx_ids:
+                for chunk in _chunks(tx_ids, 500):
+                    stmt = select(RouterLedgerEntry.tx_id).where(RouterLedgerEntry.tx_id.in_(chunk))
+                    seen.update(session.scalars(stmt))
+            for job in batch.jobs:
+                flags: list[bool] = []
+                for j in job.journals:
+                    if j.tx_id in seen:
+                        flags.append(False)
+                        continue
+                    seen.add(j.tx_id)
+                    flags.append(True)
+                    for n, (account, amount) in enumerate(j.lines):
+                        lines.append(
+                            {
+                                "idem_key": f"{j.tx_id}:{n}",
+                                "tx_id": j.tx_id,
+                                "kind": j.kind,
+                                "account": account,
+                                "amount": amount,
+                                "request_id": j.request_id,
+                                "created_at": now,
+                            }
+                        )
+                        deltas[account] += amount
+                applied.append(flags)
+                if job.history is not None:
+                    history.append(job.history)
+            if lines:
+                session.execute(insert(RouterLedgerEntry), lines)
+            dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+            for account, delta in sorted(deltas.items()):  # sorted: no deadlocks between replicas
+                up = dialect_insert(RouterBalance).values(account=account, balance=delta)
+                up = up.on_conflict_do_update(
+                    index_elements=["account"],
+                    set_={"balance": RouterBalance.balance + up.excluded.balance},
+                )
+                session.execute(up)
+            if history:
+                ins = dialect_insert(RouterRequest).on_conflict_do_nothing(
+                    index_elements=["request_id"]
+                )
+                session.execute(ins, history)
+            balances: dict[str, int] = {}
+            if deltas:
+                rows = session.execute(
+                    select(RouterBalance.account, RouterBalance.balance).where(
+                        RouterBalance.account.in_(list(deltas))
+                    )
+                )
+                balances = {a: int(b) for a, b in rows}
+        return applied, balances
+
+    @property
+    def _dialect(self) -> str:
+        return self._engine.dialect.name
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _fail(batch: _Batch, exc: Exception) -> None:
+    for job in batch.jobs:
+        if job.future is not None and not job.future.done():
+            job.future.set_exception(exc)

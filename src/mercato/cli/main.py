@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import chain, operator, verify
+from mercato.cli import chain, operator, router, verify
 
 app = typer.Typer(
     name="mercato",
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.add_typer(operator.app, name="operator")
 app.add_typer(chain.app, name="chain")
+app.add_typer(router.app, name="router")
 app.command("verify")(verify.verify)
 
 

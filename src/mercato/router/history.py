@@ -112,7 +112,7 @@ class History:
                 out.append(doc)
             return out
 
-        day = cast(t.created_at / DAY_MS, BigInteger).label("day")
+        day = cast(t.created_at // DAY_MS, BigInteger).label("day")
         with Session(self._engine) as session:
             total = rows(query())[0]
             by_day = rows(query(day), "day")

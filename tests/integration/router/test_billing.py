@@ -23,12 +23,29 @@ REQ = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tok
 
 
 def history_row(rid: str, key: str, cost: int) -> dict[str, object]:
-    return {"request_id": rid, "key_id": key, "payer": None, "model": MODEL, "endpoint": "chat",
-            "stream": False, "strategy": "weighted", "upstream_kind": "operator",
-            "upstream": "0x1", "upstream_name": "op", "service_id": 1, "status": 200,
-            "prompt_tokens": 1, "completion_tokens": 1, "cost": cost, "latency_ms": 1.0,
-            "ttft_ms": None, "attempts": 1, "receipt_id": None, "receipt_signer": None,
-            "created_at": 1_700_000_000_000}
+    return {
+        "request_id": rid,
+        "key_id": key,
+        "payer": None,
+        "model": MODEL,
+        "endpoint": "chat",
+        "stream": False,
+        "strategy": "weighted",
+        "upstream_kind": "operator",
+        "upstream": "0x1",
+        "upstream_name": "op",
+        "service_id": 1,
+        "status": 200,
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "cost": cost,
+        "latency_ms": 1.0,
+        "ttft_ms": None,
+        "attempts": 1,
+        "receipt_id": None,
+        "receipt_signer": None,
+        "created_at": 1_700_000_000_000,
+    }
 
 
 async def test_ledger_hold_capture_release_idempotent(db_url: str) -> None:
@@ -54,8 +71,12 @@ async def test_ledger_hold_capture_release_idempotent(db_url: str) -> None:
     h3 = credits.hold("k1", "r1", 100)  # the same request id again (a client retry)
     assert await credits.settle(h3, 100, history_row("r1", "k1", 100)) == 0  # never twice
     assert credits.balance("k1") == 750
-    await asyncio.gather(*(credits.settle(credits.hold("k1", f"c{i}", 10), 7,
-                                          history_row(f"c{i}", "k1", 7)) for i in range(50)))
+    await asyncio.gather(
+        *(
+            credits.settle(credits.hold("k1", f"c{i}", 10), 7, history_row(f"c{i}", "k1", 7))
+            for i in range(50)
+        )
+    )
     assert credits.balance("k1") == 750 - 350
     await writer.close()
 
@@ -65,12 +86,17 @@ async def test_ledger_hold_capture_release_idempotent(db_url: str) -> None:
         assert balances[held_account("k1")] == 0  # every hold captured or released
         assert balances[REVENUE] == 600 and balances[TOPUPS] == -1000
         assert s.scalar(select(func.sum(RouterLedgerEntry.amount))) == 0  # double entry
-        per_tx = s.execute(select(RouterLedgerEntry.tx_id, func.sum(RouterLedgerEntry.amount))
-                           .group_by(RouterLedgerEntry.tx_id)).all()
+        per_tx = s.execute(
+            select(RouterLedgerEntry.tx_id, func.sum(RouterLedgerEntry.amount)).group_by(
+                RouterLedgerEntry.tx_id
+            )
+        ).all()
         assert all(total == 0 for _, total in per_tx)
-        captures = s.scalars(select(RouterLedgerEntry.request_id)
-                             .where(RouterLedgerEntry.kind == "capture",
-                                    RouterLedgerEntry.amount > 0)).all()
+        captures = s.scalars(
+            select(RouterLedgerEntry.request_id).where(
+                RouterLedgerEntry.kind == "capture", RouterLedgerEntry.amount > 0
+            )
+        ).all()
         assert len(captures) == len(set(captures)) == 51
         spent = s.scalar(select(func.sum(RouterRequest.cost)).where(RouterRequest.key_id == "k1"))
         assert spent == balances[REVENUE]  # history agrees with the ledger
@@ -89,8 +115,9 @@ async def test_ledger_hold_capture_release_idempotent(db_url: str) -> None:
 async def test_keys_credits_history_over_http(tmp_path: Path, db_url: str) -> None:
     async with run_operator(tmp_path, "paid", 81) as op:
         # 1 unit per token in and out, so the upstream's usage (10 + 5) costs 15
-        settings = router_settings(db_url, tmp_path, operators=[op.static(1_000_000)],
-                                   billing={"auth": "required"})
+        settings = router_settings(
+            db_url, tmp_path, operators=[op.static(1_000_000)], billing={"auth": "required"}
+        )
         async with run_router(settings) as router, httpx.AsyncClient() as c:
             r = await c.post(f"{router}/v1/chat/completions", json=REQ)
             assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
@@ -108,8 +135,11 @@ async def test_keys_credits_history_over_http(tmp_path: Path, db_url: str) -> No
             assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_credits"
             rid = "retry-1"
             for _ in range(2):  # a client retry with the same Idempotency-Key pays once
-                r = await c.post(f"{router}/v1/chat/completions", json=REQ,
-                                 headers={**auth, "Idempotency-Key": rid})
+                r = await c.post(
+                    f"{router}/v1/chat/completions",
+                    json=REQ,
+                    headers={**auth, "Idempotency-Key": rid},
+                )
                 assert r.status_code == 200
             mine = (await c.get(f"{router}/v1/credits", headers=auth)).json()
             assert mine["balance"] == 1000 - 30
@@ -121,14 +151,21 @@ async def test_keys_credits_history_over_http(tmp_path: Path, db_url: str) -> No
             assert stats["total"]["spend"] == 30 and stats["total"]["success_rate"] == 1.0
             assert stats["by_operator"][0]["upstream_name"] == "paid"
             admin = {"Authorization": f"Bearer {ADMIN}"}
-            r = await c.post(f"{router}/admin/keys/{key['key_id']}/credits",
-                             json={"amount": 500, "topup_id": "t-1"}, headers=admin)
+            r = await c.post(
+                f"{router}/admin/keys/{key['key_id']}/credits",
+                json={"amount": 500, "topup_id": "t-1"},
+                headers=admin,
+            )
             assert r.json()["balance"] == 1470
-            r = await c.post(f"{router}/admin/keys/{key['key_id']}/credits",
-                             json={"amount": 500, "topup_id": "t-1"}, headers=admin)
+            r = await c.post(
+                f"{router}/admin/keys/{key['key_id']}/credits",
+                json={"amount": 500, "topup_id": "t-1"},
+                headers=admin,
+            )
             assert r.json()["balance"] == 1470  # same top-up id: once
-            r = await c.get(f"{router}/admin/analytics", params={"key_id": key["key_id"]},
-                            headers=admin)
+            r = await c.get(
+                f"{router}/admin/analytics", params={"key_id": key["key_id"]}, headers=admin
+            )
             assert r.json()["total"]["requests"] == 2
             await c.delete(f"{router}/admin/keys/{key['key_id']}", headers=admin)
             r = await c.post(f"{router}/v1/chat/completions", json=REQ, headers=auth)

@@ -25,6 +25,14 @@ from mercato.operator.settings import OperatorSettings
 from mercato.router.app import create_app as create_router
 from mercato.router.settings import RouterSettings
 from tests.helpers import free_port, serve_app
+from tests.integration.chain.conftest import (  # noqa: F401 - the anvil fixtures, shared
+    anvil,
+    anvil_binary,
+    chain,
+    faucet,
+    manifest,
+    new_account,
+)
 
 MODEL = "test-model"
 ADMIN = "admin-secret"

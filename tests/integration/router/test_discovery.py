@@ -16,15 +16,7 @@ from mercato.router.selection import Candidate, Offer, Route, rank
 from mercato.router.settings import DiscoverySettings
 from mercato.router.stats import StatsBoard
 from mercato.storage.db import make_engine, migrate
-from tests.integration.chain.conftest import (  # noqa: F401 - fixtures
-    NewAccount,
-    anvil,
-    anvil_binary,
-    chain,
-    faucet,
-    manifest,
-    new_account,
-)
+from tests.integration.chain.conftest import NewAccount
 
 pytestmark = pytest.mark.chain
 
@@ -63,7 +55,7 @@ async def test_sync_builds_offers_and_follows_changes(
             chain, new_account, manifest, f"{slug}-{tag}", endpoint, price, flags, kind, model
         )
 
-    a, sa, ida = await reg("disc-a", "http://127.0.0.1:1/", 300)
+    a, _, ida = await reg("disc-a", "http://127.0.0.1:1/", 300)
     b, sb, idb = await reg(
         "disc-b",
         "http://127.0.0.1:2/v1",
@@ -71,7 +63,7 @@ async def test_sync_builds_offers_and_follows_changes(
         int(ServiceFlags.TEE | ServiceFlags.ZERO_DATA_RETENTION),
         "dstack",
     )
-    c, sc, idc = await reg("disc-c", "http://127.0.0.1:3", 200, int(ServiceFlags.TEE))
+    c, _, idc = await reg("disc-c", "http://127.0.0.1:3", 200, int(ServiceFlags.TEE))
     # (disc-c claims TEE without an attestation kind)
     engine = make_engine(db_url)
     migrate(engine)

@@ -92,6 +92,7 @@ class EscrowMachine(RuleBasedStateMachine):
         self.paid: set[tuple[int, int]] = set()
         self.channels: list[Channel] = []
         self.auths: list[tuple[Auth, bytes]] = []
+        self.settled: list[tuple[Auth, bytes]] = []
         self.vouchers: list[tuple[Channel, int, bytes, bool]] = []
         self.salt = 0
 
@@ -222,6 +223,7 @@ class EscrowMachine(RuleBasedStateMachine):
                 assert key not in self.paid, "an authorization would pay twice"
                 self.used.add(key)
                 self.paid.add(key)
+                self.settled.append((auth, sig))
                 self.balance[auth.payer] -= amount
             expected.append((auth.nonce, reason, amount))
         before = self.token.balanceOf(self.operators[operator])
@@ -239,6 +241,23 @@ class EscrowMachine(RuleBasedStateMachine):
         assert self.token.balanceOf(self.operators[operator]) == before + total
         for _, r, _ in expected:
             event(f"claim outcome {r}")
+
+    @precondition(lambda self: self.settled)
+    @rule(data=st.data())
+    def replay_settled(self, data: st.DataObject) -> None:
+        """Settled authorizations presented again never pay."""
+        picks = data.draw(st.lists(st.sampled_from(self.settled), min_size=1, max_size=4))
+        auth0 = picks[0][0]
+        items = [(self._auth(a), max(a.max_amount // 2, 1), sig) for a, sig in picks]
+        before = self.token.balanceOf(self.operators[auth0.operator])
+        with boa.env.prank(self.operators[auth0.operator]):
+            self.escrow.claim_batch(eip712.pack_claims(items))
+            events = self.escrow.get_logs()
+        rejected = [(e.nonce, e.reason) for e in events if type(e).__name__ == "ClaimRejected"]
+        now = self.now()
+        mine = [(a.nonce, EXPIRED if now > a.deadline else NONCE_USED) for a, _ in picks]
+        assert sorted(rejected) == sorted(mine)
+        assert self.token.balanceOf(self.operators[auth0.operator]) == before
 
     def _auth(self, auth: Auth) -> eip712.SpendAuthorization:
         return eip712.SpendAuthorization(

@@ -110,3 +110,25 @@ def verify_ed25519(message: bytes, signature: bytes, public_key: bytes) -> bool:
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
         return False
     return True
+
+
+def recover_digest(digest: bytes, signature: bytes) -> str:
+    """The checksummed address that signed a 32-byte ``digest`` (e.g. an EIP-712 hash).
+
+    ``signature`` is 65 bytes ``r || s || v`` (v in {0, 1, 27, 28}); high-s signatures
+    are refused, as the contracts refuse them. Raises ValueError.
+    """
+    if len(digest) != 32 or len(signature) != 65:
+        raise ValueError("need a 32-byte digest and a 65-byte signature")
+    v = signature[64] - 27 if signature[64] >= 27 else signature[64]
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:64], "big")
+    if v not in (0, 1) or not 0 < r < _SECP256K1_N or not 0 < s <= _SECP256K1_N // 2:
+        raise ValueError("malformed or non-canonical signature")
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(
+            signature[:64] + bytes([v]), digest, hasher=None
+        )
+    except Exception as exc:  # coincurve raises plain Exception for bad points
+        raise ValueError("unrecoverable signature") from exc
+    return address_from_public_key(public_key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,6 +93,14 @@ def create_app(
         )
         await the_backend.start()
         await receipts.start()
+        stack = AsyncExitStack()
+        paid = None
+        if settings.payments.mode == "paid":
+            from mercato.operator.paid import paid_mode
+
+            paid = await stack.enter_async_context(
+                paid_mode(settings.payments, signing_keys, engine, the_backend.models())
+            )
         app.state.operator = OperatorState(
             settings=settings,
             backend=the_backend,
@@ -101,6 +109,8 @@ def create_app(
             attestation=quotes,
             metrics=OperatorMetrics(),
             engine=engine,
+            payments=paid.service if paid else None,
+            prices=paid.prices if paid else {},
         )
         log.info("operator ready: signing address %s", signing_keys.ecdsa.address)
         if on_ready is not None:
@@ -108,6 +118,7 @@ def create_app(
         try:
             yield
         finally:
+            await stack.aclose()
             await receipts.close()
             await the_backend.close()
             await quotes.close()

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mercato.crypto.keystore import SigningKeys
-from mercato.protocol.receipts import Receipt, receipt_text
+from mercato.protocol.receipts import Receipt, payment_text, receipt_text
 from mercato.storage.models import ReceiptRow
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,18 @@ class ReceiptSigner:
         self.ecdsa_public_key = keys.ecdsa.public_key_hex
         self.ed25519_public_key = keys.ed25519.public_key_hex
 
-    def sign(self, response_id: str, request_sha256: str, response_sha256: str) -> Receipt:
+    def sign(
+        self,
+        response_id: str,
+        request_sha256: str,
+        response_sha256: str,
+        payment: dict[str, Any] | None = None,
+    ) -> Receipt:
         text = receipt_text(request_sha256, response_sha256).encode()
+        payment_signature = None
+        if payment is not None:
+            ptext = payment_text(request_sha256, response_sha256, payment).encode()
+            payment_signature = "0x" + self._keys.ecdsa.sign_personal(ptext).hex()
         return Receipt(
             id=response_id,
             request_sha256=request_sha256,
@@ -46,6 +58,8 @@ class ReceiptSigner:
             ed25519_public_key=self.ed25519_public_key,
             ed25519_signature=self._keys.ed25519.sign(text).hex(),
             created_at=int(time.time()),
+            payment=payment,
+            payment_signature=payment_signature,
         )
 
 
@@ -101,7 +115,15 @@ class ReceiptStore:
                 log.exception("receipt writer failed; retrying")
 
     def _write(self, receipts: list[Receipt]) -> None:
-        rows = [asdict(r) for r in receipts]
+        rows = []
+        for r in receipts:
+            row = asdict(r)
+            payment = {
+                "payment": row.pop("payment"),
+                "payment_signature": row.pop("payment_signature"),
+            }
+            row["extra"] = json.dumps(payment) if r.payment is not None else None
+            rows.append(row)
         dialect = self._engine.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(ReceiptRow).values(rows)
@@ -119,7 +141,9 @@ class ReceiptStore:
             ).first()
         if row is None:
             return None
-        return Receipt(**{f: getattr(row, f) for f in Receipt.__dataclass_fields__})
+        extra = json.loads(row.extra) if row.extra else {}
+        fields = {f: getattr(row, f) for f in Receipt.__dataclass_fields__ if hasattr(row, f)}
+        return Receipt(**{**fields, **extra})
 
     def _purge(self) -> None:
         cutoff = int(time.time() - self._retention_s)

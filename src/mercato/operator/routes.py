@@ -21,6 +21,9 @@ from mercato.errors import InvalidRequest, NotFound, PayloadTooLarge
 from mercato.operator.backends.base import Endpoint, StreamEvent, Usage
 from mercato.operator.signed_stream import SignedEventStream
 from mercato.operator.state import OperatorState
+from mercato.payments.pricing import estimate
+from mercato.payments.service import Payment
+from mercato.payments.x402 import PAYMENT_RESPONSE
 from mercato.protocol.openai import ChatCompletionRequest, CompletionRequest, parse_body
 from mercato.protocol.receipts import RECEIPT_HEADER, Receipt, sha256_hex
 
@@ -79,6 +82,10 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     request_sha256 = sha256_hex(raw)
     m = state.metrics
     stream_label = "true" if body.stream else "false"
+    payment = await _authorize(state, request, endpoint, body)
+    extra_headers = (
+        {PAYMENT_RESPONSE: payment.extra["x402"]} if payment and "x402" in payment.extra else {}
+    )
 
     def record(usage: Usage | None, status: str) -> None:
         m.requests.labels(endpoint, stream_label, status).inc()
@@ -87,9 +94,30 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
             m.tokens.labels("prompt").inc(usage.prompt_tokens)
             m.tokens.labels("completion").inc(usage.completion_tokens)
 
+    async def settle(usage: Usage | None, response_id: str) -> dict[str, Any] | None:
+        """Persist what was served before the response finishes; its signed summary."""
+        if payment is None or state.payments is None:
+            return None
+        prompt = usage.prompt_tokens if usage else payment.extra.get("prompt_tokens", 0)
+        completion = usage.completion_tokens if usage else 0
+        return (await state.payments.capture(payment, prompt, completion, response_id)).to_dict()
+
+    try:
+        if not body.stream:
+            completion = await state.backend.complete(endpoint, body, raw)
+        else:
+            events = state.backend.stream(endpoint, body, raw)
+            first = await anext(events)  # errors before the first byte become JSON errors
+    except BaseException:
+        if payment is not None and state.payments is not None:
+            await state.payments.release(payment)
+        raise
+
     if not body.stream:
-        completion = await state.backend.complete(endpoint, body, raw)
-        receipt = state.signer.sign(completion.id, request_sha256, sha256_hex(completion.body))
+        charged = await settle(completion.usage, completion.id)
+        receipt = state.signer.sign(
+            completion.id, request_sha256, sha256_hex(completion.body), charged
+        )
 
         def delivered() -> None:
             state.receipts.put(receipt)
@@ -99,26 +127,54 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
         return Response(
             completion.body,
             media_type="application/json",
-            headers={RECEIPT_HEADER: receipt.to_json()},
+            headers={RECEIPT_HEADER: receipt.to_json(), **extra_headers},
             background=BackgroundTask(delivered),
         )
 
-    events = state.backend.stream(endpoint, body, raw)
-    first = await anext(events)  # errors before the first byte become JSON errors
     m.ttft.labels(endpoint).observe(time.monotonic() - started)
 
-    def sign(response_id: str, response_sha256: str) -> Receipt:
-        return state.signer.sign(response_id, request_sha256, response_sha256)
+    async def finalize(done: StreamEvent, response_sha256: str) -> Receipt:
+        charged = await settle(done.usage, done.id or "")
+        receipt = state.signer.sign(done.id or "", request_sha256, response_sha256, charged)
+        state.receipts.put(receipt)
+        m.receipts.inc()
+        record(done.usage, "200")
+        return receipt
 
-    def finished(receipt: Receipt | None, last: StreamEvent | None, outcome: str) -> None:
-        if receipt is not None:
-            state.receipts.put(receipt)
-            m.receipts.inc()
-        else:
-            m.aborted.labels(outcome).inc()
-        record(last.usage if last else None, "200" if outcome == "ok" else outcome)
+    async def abort(sent_tokens: int, last: StreamEvent | None, outcome: str) -> None:
+        """Cut off: the payer pays for the tokens that were generated and sent."""
+        m.aborted.labels(outcome).inc()
+        record(last.usage if last else None, outcome)
+        if payment is not None and state.payments is not None:
+            prompt = int(payment.extra.get("prompt_tokens", 0))
+            await state.payments.capture(
+                payment, prompt, sent_tokens, last.id if last and last.id else ""
+            )
 
-    return SignedEventStream(first, events, sign, finished)
+    return SignedEventStream(first, events, finalize, abort, headers=extra_headers)
+
+
+async def _authorize(
+    state: OperatorState,
+    request: Request,
+    endpoint: Endpoint,
+    body: ChatCompletionRequest | CompletionRequest,
+) -> Payment | None:
+    """The request's accepted payment (None: free), or a 402 with the reason."""
+    payments = state.payments
+    if payments is None or not payments.paid:
+        return None
+    price = state.prices.get(body.model)
+    if price is None:
+        raise NotFound(f"no on-chain price for `{body.model}`", code="model_not_priced")
+    if body.token_limit() is None:
+        body.max_tokens = state.backend.default_max_tokens
+    limit = body.token_limit() or state.backend.default_max_tokens
+    est = estimate(price, state.backend.prompt_tokens(endpoint, body), limit)
+    payment = await payments.authorize(request.headers, price, est, str(request.url))
+    if payment is not None:
+        payment.extra["prompt_tokens"] = est.prompt_tokens
+    return payment
 
 
 @router.get("/v1/models")

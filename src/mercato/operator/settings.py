@@ -37,6 +37,7 @@ class OpenAIUpstreamSettings(_Section):
     api_key: SecretStr | None = None
     models: list[str] = Field(default_factory=list)  # empty: ask the upstream's /models
     upstream_model: str | None = None  # rewrite "model" to this name upstream
+    default_max_tokens: int = Field(default=1024, ge=1)  # priced ceiling when none is sent
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 600.0
     max_connections: int = Field(default=256, ge=1)
@@ -83,6 +84,28 @@ class AttestationSettings(_Section):
     socket: str | None = None
 
 
+PaymentMethod = Literal["spendauth", "channel", "x402"]
+PAYMENT_METHODS: tuple[PaymentMethod, ...] = ("spendauth", "channel", "x402")
+
+
+class PaymentSettings(_Section):
+    """``free``: serve everyone. ``paid``: every request pays (docs/protocols/payments.md)
+    unless its bearer token is on the allow-list, at the operator's on-chain prices."""
+
+    mode: Literal["free", "paid"] = "free"
+    manifest: Path | None = None  # chain deployment; default $MERCATO_HOME/devnet/manifest.json
+    rpc_url: str | None = None  # default: the manifest's
+    methods: list[PaymentMethod] = Field(default_factory=lambda: list(PAYMENT_METHODS))
+    allow_key_sha256: list[str] = Field(default_factory=list)  # bearer tokens served free
+    settle_interval_s: float = Field(default=10.0, gt=0)
+    settle_batch_size: int = Field(default=100, ge=1, le=128)
+    settle_margin_s: int = Field(default=120, ge=0)  # least lifetime left on acceptance
+    urgent_s: int = Field(default=60, ge=0)  # settle at once this close to a deadline
+    channel_credit_limit: int = Field(default=0, ge=0)  # base units served beyond a voucher
+    balance_refresh_s: float = Field(default=2.0, gt=0)
+    x402_max_timeout_s: int = Field(default=3600, ge=60)
+
+
 class OperatorSettings(MercatoSettings):
     toml_table: ClassVar[str] = "operator"
     model_config = SettingsConfigDict(
@@ -99,6 +122,7 @@ class OperatorSettings(MercatoSettings):
     signing: SigningSettings = Field(default_factory=SigningSettings)
     receipts: ReceiptSettings = Field(default_factory=ReceiptSettings)
     attestation: AttestationSettings = Field(default_factory=AttestationSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'operator.db'}"

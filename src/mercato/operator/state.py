@@ -12,6 +12,8 @@ from mercato.operator.backends.base import Backend
 from mercato.operator.metrics import OperatorMetrics
 from mercato.operator.receipts import ReceiptSigner, ReceiptStore
 from mercato.operator.settings import OperatorSettings
+from mercato.payments.pricing import Price
+from mercato.payments.service import PaymentService
 
 
 @dataclass
@@ -23,4 +25,6 @@ class OperatorState:
     attestation: QuoteProvider
     metrics: OperatorMetrics
     engine: Engine
+    payments: PaymentService | None = None
+    prices: dict[str, Price] = field(default_factory=dict)  # model -> on-chain offer
     started_at: int = field(default_factory=lambda: int(time.time()))

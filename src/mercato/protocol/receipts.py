@@ -34,6 +34,16 @@ def receipt_text(request_sha256: str, response_sha256: str) -> str:
     return f"{request_sha256}:{response_sha256}"
 
 
+def canonical_json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode()
+
+
+def payment_text(request_sha256: str, response_sha256: str, payment: dict[str, Any]) -> str:
+    """What the operator signs about the payment: bound to the request and response."""
+    digest = sha256_hex(canonical_json(payment))
+    return f"mercato-payment-v1:{request_sha256}:{response_sha256}:{digest}"
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
     id: str
@@ -44,37 +54,47 @@ class Receipt:
     ed25519_public_key: str
     ed25519_signature: str
     created_at: int
+    payment: dict[str, Any] | None = None  # method, reference, payer, charged, tokens
+    payment_signature: str | None = None  # EIP-191 over payment_text(...), same key
 
     @property
     def text(self) -> str:
         return receipt_text(self.request_sha256, self.response_sha256)
 
-    def signature_body(self, algo: SigningAlgo) -> dict[str, str]:
-        """The body of ``GET /v1/signature/{id}?signing_algo=...`` (vllm-proxy's shape)."""
+    def signature_body(self, algo: SigningAlgo) -> dict[str, Any]:
+        """The body of ``GET /v1/signature/{id}?signing_algo=...`` (vllm-proxy's shape,
+        plus the signed payment statement when the request was paid)."""
         if algo == "ecdsa":
-            return {
+            body: dict[str, Any] = {
                 "text": self.text,
                 "signature": self.ecdsa_signature,
                 "signing_address": self.signing_address,
                 "signing_algo": "ecdsa",
             }
-        return {
-            "text": self.text,
-            "signature": self.ed25519_signature,
-            "signing_address": self.ed25519_public_key,
-            "signing_algo": "ed25519",
-        }
+        else:
+            body = {
+                "text": self.text,
+                "signature": self.ed25519_signature,
+                "signing_address": self.ed25519_public_key,
+                "signing_algo": "ed25519",
+            }
+        if self.payment is not None:
+            body["payment"] = self.payment
+            body["payment_signature"] = self.payment_signature
+        return body
 
     def to_json(self) -> str:
         """Compact JSON, ASCII only, one line: fits an HTTP header and an SSE comment."""
         doc = {"v": 1, **asdict(self), "text": self.text}
+        if self.payment is None:
+            del doc["payment"], doc["payment_signature"]
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=True)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Receipt:
         try:
             doc: dict[str, Any] = json.loads(raw)
-            receipt = cls(**{k: doc[k] for k in cls.__dataclass_fields__})
+            receipt = cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"malformed receipt: {exc}") from exc
         if doc.get("text", receipt.text) != receipt.text:
@@ -147,4 +167,13 @@ def verify_receipt(
         expected_ed25519_key.lower() != receipt.ed25519_public_key.lower()
     ):
         return fail("unexpected_ed25519_key", signer)
+    if receipt.payment is not None:
+        ptext = payment_text(req_hash, resp_hash, receipt.payment).encode()
+        try:
+            psig = bytes.fromhex((receipt.payment_signature or "").removeprefix("0x"))
+            payment_signer = recover_personal(ptext, psig)
+        except ValueError:
+            return fail("payment_signature_invalid", signer)
+        if payment_signer != signer:
+            return fail("payment_signature_invalid", signer)
     return Verification(True, "ok", req_hash, resp_hash, signer)

@@ -62,6 +62,28 @@ class StreamEvent:
     id: str | None = None
     usage: Usage | None = None
     done: bool = False
+    tokens: int = 0  # completion tokens this event carries (for billing cut-off streams)
+
+
+def prompt_bytes_bound(endpoint: Endpoint, request: AnyRequest) -> int:
+    """An upper bound on prompt tokens without a tokenizer: byte-level BPE tokens are at
+    least one byte each, plus a generous allowance for the chat template's markup."""
+    if isinstance(request, ChatCompletionRequest):
+        text = sum(len(m.text().encode()) for m in request.messages)
+        return text + 16 * len(request.messages) + 32
+    assert isinstance(request, CompletionRequest)
+    return len(request.prompt_text().encode()) + 8
+
+
+def chunk_has_text(doc: dict[str, Any]) -> bool:
+    """Whether a chat or completion chunk carries generated text (one token, usually)."""
+    for choice in doc.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if (isinstance(delta, dict) and delta.get("content")) or choice.get("text"):
+            return True
+    return False
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:
@@ -73,6 +95,11 @@ class Backend(Protocol):
 
     kind: str
 
+    @property
+    def default_max_tokens(self) -> int:
+        """The output ceiling when a request names none."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -80,6 +107,11 @@ class Backend(Protocol):
     def models(self) -> list[str]: ...
 
     async def ready(self) -> bool: ...
+
+    def prompt_tokens(self, endpoint: Endpoint, request: AnyRequest) -> int:
+        """The request's prompt tokens: exact where the tokenizer is at hand, else an
+        upper bound. Used to price a request before serving it."""
+        ...
 
     async def complete(self, endpoint: Endpoint, request: AnyRequest, raw: bytes) -> Completion:
         """The whole response. Raises MercatoError subclasses for failures."""

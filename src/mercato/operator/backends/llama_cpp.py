@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,8 @@ from mercato.operator.backends.base import (
     Endpoint,
     StreamEvent,
     Usage,
+    chunk_has_text,
+    prompt_bytes_bound,
     sse_event,
 )
 from mercato.operator.settings import LlamaCppSettings
@@ -69,10 +71,12 @@ class _Meter:
 def _metered_llama_class() -> type[Any]:
     import llama_cpp
 
-    class MeteredLlama(llama_cpp.Llama):  # type: ignore[misc]
+    class MeteredLlama(llama_cpp.Llama):
         meter: _Meter | None = None
 
-        def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Iterator[int]:
+        def generate(
+            self, tokens: Sequence[int], *args: Any, **kwargs: Any
+        ) -> Generator[int, Sequence[int] | None, None]:
             meter = self.meter
             if meter is not None:
                 meter.prompt_tokens = len(tokens)
@@ -99,6 +103,9 @@ class LlamaCppBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._admission = Admission(settings.instances, settings.max_waiting)
         self.model_path = settings.model_path or default_model_path()
+        self.default_max_tokens = settings.default_max_tokens
+        self._formatter: Any = None
+        self._tokenizer: Any = None
 
     @property
     def admission(self) -> Admission:
@@ -127,6 +134,8 @@ class LlamaCppBackend:
                 ),
             )
             self._idle.append(llama)
+        self._tokenizer = self._idle[0]
+        self._formatter = _chat_formatter(self._tokenizer)
 
     async def close(self) -> None:
         if self._executor is not None:
@@ -140,6 +149,19 @@ class LlamaCppBackend:
 
     async def ready(self) -> bool:
         return self._executor is not None
+
+    def prompt_tokens(self, endpoint: Endpoint, request: AnyRequest) -> int:
+        """Exact: the same template and tokenizer that generation uses."""
+        if endpoint == "chat":
+            assert isinstance(request, ChatCompletionRequest)
+            if self._formatter is None:
+                return prompt_bytes_bound(endpoint, request)
+            messages = [{"role": m.role, "content": m.text()} for m in request.messages]
+            prompt = self._formatter(messages=messages).prompt
+        else:
+            assert isinstance(request, CompletionRequest)
+            prompt = request.prompt_text()
+        return len(self._tokenizer.tokenize(prompt.encode(), special=True))
 
     # -- request handling ---------------------------------------------------------
 
@@ -237,7 +259,7 @@ class LlamaCppBackend:
                 if isinstance(item, BaseException):
                     raise UpstreamError(f"generation failed: {item}", status=500) from item
                 item.update(id=rid, created=created, model=self._settings.model_id, **extra)
-                yield StreamEvent(sse_event(item), id=rid)
+                yield StreamEvent(sse_event(item), id=rid, tokens=int(chunk_has_text(item)))
             usage = Usage(meter.prompt_tokens, meter.completion_tokens)
             if include_usage:
                 final = {
@@ -252,6 +274,21 @@ class LlamaCppBackend:
             yield StreamEvent(DONE_EVENT, id=rid, usage=usage, done=True)
         finally:
             meter.cancelled.set()  # no-op once finished; stops generation if the client left
+
+
+def _chat_formatter(llama: Any) -> Any:
+    """The GGUF's chat template, as llama-cpp-python applies it (None without one)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llama._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llama._model.token_get_text(bos) if bos != -1 else "",
+    )
 
 
 def _new_id(endpoint: Endpoint) -> str:

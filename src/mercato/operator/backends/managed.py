@@ -106,6 +106,13 @@ class ManagedBackend:
     def models(self) -> list[str]:
         return [self.model_name]
 
+    @property
+    def default_max_tokens(self) -> int:
+        return self._upstream.default_max_tokens
+
+    def prompt_tokens(self, endpoint: Endpoint, request: AnyRequest) -> int:
+        return self._upstream.prompt_tokens(endpoint, request)
+
     async def ready(self) -> bool:
         return self._healthy.is_set()
 

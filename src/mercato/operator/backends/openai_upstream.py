@@ -22,6 +22,8 @@ from mercato.operator.backends.base import (
     Endpoint,
     StreamEvent,
     Usage,
+    chunk_has_text,
+    prompt_bytes_bound,
 )
 from mercato.operator.settings import OpenAIUpstreamSettings
 
@@ -58,6 +60,7 @@ class OpenAIUpstreamBackend:
         self._base = settings.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._models: list[str] = list(settings.models)
+        self.default_max_tokens = settings.default_max_tokens
 
     async def start(self) -> None:
         s = self._settings
@@ -93,6 +96,9 @@ class OpenAIUpstreamBackend:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise UpstreamError(f"upstream /models answered badly: {exc}") from exc
 
+    def prompt_tokens(self, endpoint: Endpoint, request: AnyRequest) -> int:
+        return prompt_bytes_bound(endpoint, request)
+
     async def ready(self) -> bool:
         try:
             await self.list_upstream_models()
@@ -105,16 +111,27 @@ class OpenAIUpstreamBackend:
             raise UpstreamError("backend not started")
         return self._session.request(method, self._base + path, data=body)
 
-    def _body(self, raw: bytes) -> bytes:
-        if self._settings.upstream_model is None:
+    def _body(self, raw: bytes, request: AnyRequest) -> bytes:
+        """The client's bytes, unless the model is renamed or a priced output ceiling
+        must be made explicit (the request named none)."""
+        limit = request.token_limit()
+        add_limit = (
+            limit is not None
+            and b'"max_tokens"' not in raw
+            and b'"max_completion_tokens"' not in raw
+        )
+        if self._settings.upstream_model is None and not add_limit:
             return raw
         doc = orjson.loads(raw)
-        doc["model"] = self._settings.upstream_model
+        if self._settings.upstream_model is not None:
+            doc["model"] = self._settings.upstream_model
+        if add_limit:
+            doc["max_tokens"] = limit
         return orjson.dumps(doc)
 
     async def complete(self, endpoint: Endpoint, request: AnyRequest, raw: bytes) -> Completion:
         try:
-            async with self._request("POST", _PATHS[endpoint], self._body(raw)) as resp:
+            async with self._request("POST", _PATHS[endpoint], self._body(raw, request)) as resp:
                 body = await resp.read()
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -135,7 +152,7 @@ class OpenAIUpstreamBackend:
         self, endpoint: Endpoint, request: AnyRequest, raw: bytes
     ) -> AsyncGenerator[StreamEvent, None]:
         try:
-            ctx = self._request("POST", _PATHS[endpoint], self._body(raw))
+            ctx = self._request("POST", _PATHS[endpoint], self._body(raw, request))
             resp = await ctx.__aenter__()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamError(
@@ -164,10 +181,12 @@ class OpenAIUpstreamBackend:
                     doc = orjson.loads(data)
                 except orjson.JSONDecodeError:
                     doc = {}
+                tokens = 0
                 if isinstance(doc, dict):
                     rid = rid or (str(doc["id"]) if doc.get("id") else None)
                     usage = Usage.from_dict(doc.get("usage")) or usage
-                yield StreamEvent(event, id=rid, usage=usage)
+                    tokens = int(chunk_has_text(doc))
+                yield StreamEvent(event, id=rid, usage=usage, tokens=tokens)
             if lines:
                 yield StreamEvent(b"".join(lines) + b"\n", id=rid, usage=usage)
             # The upstream closed without [DONE]: end the stream in the standard way.

@@ -1,0 +1,76 @@
+"""Client side of Mercato's payment headers: sign spend authorizations and vouchers
+with ``eth_account`` (the ecosystem's own EIP-712 implementation).
+
+Nonces are allocated inside one 256-bit bitmap word at a time (random word, then
+bits 0, 1, 2, ...), which is what makes settling a batch of them cheap on-chain.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from mercato.payments.wire import SignedSpendAuthorization, SignedVoucher
+from mercato.protocol.eip712 import (
+    SpendAuthorization,
+    escrow_domain,
+    make_nonce,
+    voucher_typed_data,
+)
+
+
+class NonceAllocator:
+    """Unordered spend-authorization nonces, dense within a bitmap word."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._word = secrets.randbits(248)
+        self._bit = 0
+
+    def next(self) -> int:
+        with self._lock:
+            if self._bit == 256:
+                self._word, self._bit = secrets.randbits(248), 0
+            nonce = make_nonce(self._word, self._bit)
+            self._bit += 1
+            return nonce
+
+
+@dataclass(frozen=True, slots=True)
+class EscrowRef:
+    chain_id: int
+    escrow: str
+
+
+def sign_spend_authorization(
+    account: LocalAccount,
+    ref: EscrowRef,
+    operator: str,
+    max_amount: int,
+    nonce: int,
+    *,
+    ttl_s: int = 3600,
+    deadline: int | None = None,
+) -> SignedSpendAuthorization:
+    auth = SpendAuthorization(
+        payer=account.address,
+        operator=operator,
+        max_amount=max_amount,
+        nonce=nonce,
+        deadline=deadline if deadline is not None else int(time.time()) + ttl_s,
+    )
+    typed = auth.typed_data(escrow_domain(ref.chain_id, ref.escrow))
+    signature = bytes(account.sign_typed_data(full_message=typed).signature)
+    return SignedSpendAuthorization(auth, ref.chain_id, ref.escrow, signature)
+
+
+def sign_voucher(
+    account: LocalAccount, ref: EscrowRef, channel_id: bytes, cumulative_amount: int
+) -> SignedVoucher:
+    typed = voucher_typed_data(escrow_domain(ref.chain_id, ref.escrow), channel_id, cumulative_amount)
+    signature = bytes(account.sign_typed_data(full_message=typed).signature)
+    return SignedVoucher(channel_id, cumulative_amount, ref.chain_id, ref.escrow, signature)

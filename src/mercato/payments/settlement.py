@@ -1,0 +1,201 @@
+"""Background settlement: turns persisted claims into on-chain payments, in batches.
+
+- Spend authorizations: every ``interval_s``, or at once when ``batch_size`` claims are
+  waiting or one of them comes within ``urgent_s`` of its deadline, claimable rows are
+  sent in ``claim_batch`` transactions (sorted by payer and nonce: cheapest).
+- Channels: a channel whose metered consumption passed what was settled is claimed
+  with its best voucher.
+- x402: signed EIP-3009 transfers are submitted (by the x402 module's ``submit``).
+
+Rows are marked ``submitted`` before their transaction is sent. After a crash or a
+failed send, a ``submitted`` row is reconciled with the chain (``is_nonce_used``) before
+anything is sent again, so a claim is never paid twice (the contract would refuse a
+second payment anyway). Failures back off exponentially (capped) with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from mercato.chain.escrow import PaymentEscrow, SpendClaim
+from mercato.chain.events import ClaimRejected, SpendsClaimed
+from mercato.payments.service import PaymentService
+from mercato.payments.store import PendingSpend
+from mercato.protocol.eip712 import SpendAuthorization
+from mercato.storage.payment_models import CLAIMABLE, REJECTED, SETTLED, SUBMITTED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementPolicy:
+    interval_s: float = 10.0
+    batch_size: int = 100
+    urgent_s: int = 60  # settle at once when a deadline is this close
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+
+
+class SettlementWorker:
+    def __init__(
+        self,
+        service: PaymentService,
+        escrow: PaymentEscrow,
+        operator: str,
+        policy: SettlementPolicy,
+        x402: Any = None,
+    ) -> None:
+        self._service = service
+        self._store = service.store
+        self._escrow = escrow
+        self._operator = operator
+        self._policy = policy
+        self._x402 = x402
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="settlement")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def nudge(self) -> None:
+        """A new claim was recorded: settle now if a batch is full."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        last = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._policy.interval_s)
+            self._wake.clear()
+            try:
+                forced = time.monotonic() - last >= self._policy.interval_s
+                if await self.settle_once(force=forced):
+                    last = time.monotonic()
+                self.failures = 0
+            except Exception as exc:
+                self.failures += 1
+                delay = min(self._policy.backoff_max_s, self._policy.backoff_s * 2**self.failures)
+                delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not crypto)
+                log.warning("settlement failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def settle_once(self, *, force: bool = True) -> bool:
+        """One settlement round; True when it sent anything."""
+        pending: list[PendingSpend] = await self._service.run_db(self._store.pending_spends)
+        await self._reconcile([p for p in pending if p.status == SUBMITTED])
+        claimable = [p for p in pending if p.status == CLAIMABLE]
+        now = int(time.time())
+        urgent = any(p.deadline - now <= self._policy.urgent_s for p in claimable)
+        sent = False
+        if claimable and (force or urgent or len(claimable) >= self._policy.batch_size):
+            live = [p for p in claimable if p.deadline >= now]
+            expired = [(p.payer, p.nonce) for p in claimable if p.deadline < now]
+            if expired:
+                log.error("%d claims expired before settlement", len(expired))
+                await self._service.run_db(
+                    lambda: self._store.mark_spends(expired, REJECTED, reason="expired")
+                )
+            for i in range(0, len(live), self._policy.batch_size):
+                await self._settle_spends(live[i : i + self._policy.batch_size])
+                sent = True
+        if force:
+            sent = await self._settle_channels() or sent
+            if self._x402 is not None:
+                sent = await self._x402.submit_pending() or sent
+        return sent
+
+    async def _settle_spends(self, batch: list[PendingSpend]) -> None:
+        batch = sorted(batch, key=lambda p: (p.payer, p.nonce))
+        keys = [(p.payer, p.nonce) for p in batch]
+        await self._service.run_db(lambda: self._store.mark_spends(keys, SUBMITTED))
+        claims = [
+            SpendClaim(
+                SpendAuthorization(
+                    to_checksum_address(p.payer), self._operator, p.max_amount, p.nonce, p.deadline
+                ),
+                p.amount,
+                p.signature,
+            )
+            for p in batch
+        ]
+        result = await self._escrow.claim_batch(claims)
+        paid: dict[str, int] = {}
+        settled: list[tuple[str, int]] = []
+        for event in result.events_of(SpendsClaimed):
+            payer = event.payer.lower()
+            paid[payer] = paid.get(payer, 0) + event.amount
+            settled += [
+                (payer, event.word * 256 + bit) for bit in range(256) if event.mask >> bit & 1
+            ]
+        rejected = {(e.payer.lower(), e.nonce): e.reason for e in result.events_of(ClaimRejected)}
+        await self._service.run_db(
+            lambda: self._store.mark_spends(settled, SETTLED, tx_hash=result.tx_hash)
+        )
+        for key, reason in rejected.items():
+            log.error("claim %s rejected on-chain: reason %s", key, reason)
+            await self._service.run_db(
+                lambda k=key, r=reason: self._store.mark_spends(
+                    [k], REJECTED, tx_hash=result.tx_hash, reason=f"onchain:{int(r)}"
+                )
+            )
+        for p in batch:
+            if (p.payer, p.nonce) in rejected:
+                paid[p.payer] = paid.get(p.payer, 0) + p.amount  # no longer owed either way
+        await self._after_payment(paid)
+        log.info(
+            "settled %d claims (%d rejected) in %s", len(settled), len(rejected), result.tx_hash
+        )
+
+    async def _after_payment(self, paid: dict[str, int]) -> None:
+        view = self._service.view
+        for payer, amount in paid.items():
+            if view is not None:
+                with contextlib.suppress(Exception):
+                    await view.funds(payer, fresh=True)  # balance first, then owed
+            self._service.settled(payer, amount)
+
+    async def _reconcile(self, submitted: list[PendingSpend]) -> None:
+        """Rows left 'submitted' by a crash or a failed send: ask the chain."""
+        paid: dict[str, int] = {}
+        for p in submitted:
+            used = await self._escrow.is_nonce_used(to_checksum_address(p.payer), p.nonce)
+            status = SETTLED if used else CLAIMABLE
+            await self._service.run_db(
+                lambda p=p, s=status: self._store.mark_spends([(p.payer, p.nonce)], s)
+            )
+            if used:
+                paid[p.payer] = paid.get(p.payer, 0) + p.amount
+        if paid:
+            await self._after_payment(paid)
+
+    async def _settle_channels(self) -> bool:
+        rows = await self._service.run_db(self._store.channels_to_settle)
+        for row in rows:
+            if not row.best_signature:
+                continue
+            amount = min(row.consumed, row.best_cumulative)
+            if amount <= row.settled:
+                continue
+            channel_id = bytes.fromhex(row.channel_id[2:])
+            signature = bytes.fromhex(row.best_signature[2:])
+            result = await self._escrow.claim_channel(
+                channel_id, row.best_cumulative, signature, amount
+            )
+            await self._service.run_db(self._store.mark_channel_settled, row.channel_id, amount)
+            log.info("channel %s settled to %d in %s", row.channel_id, amount, result.tx_hash)
+        return bool(rows)

@@ -1,0 +1,140 @@
+"""Payment headers on the operator's OpenAI endpoints (docs/protocols/payments.md).
+
+Each header value is base64url (padding optional) of a compact JSON object. Amounts
+and nonces are decimal strings (JSON numbers lose precision past 2**53); signatures
+are 0x-prefixed 65-byte hex.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from eth_utils.address import is_address, to_checksum_address
+
+from mercato.payments.errors import PaymentRejected, Reason
+from mercato.protocol.eip712 import SpendAuthorization
+
+SPEND_AUTH_HEADER = "X-Mercato-Spend-Authorization"
+VOUCHER_HEADER = "X-Mercato-Channel-Voucher"
+PAYMENT_RESPONSE_HEADER = "X-Mercato-Payment"
+
+
+def b64_json(doc: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(doc)).decode().rstrip("=")
+
+
+def _decode(value: str, what: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        doc = orjson.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise PaymentRejected(Reason.MALFORMED, f"{what}: not base64url JSON") from exc
+    if not isinstance(doc, dict):
+        raise PaymentRejected(Reason.MALFORMED, f"{what}: must be a JSON object")
+    return doc
+
+
+def _int(doc: dict[str, Any], key: str, what: str, bits: int = 256) -> int:
+    value = doc.get(key)
+    try:
+        number = int(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else -1
+    except ValueError:
+        number = -1
+    if not 0 <= number < 2**bits:
+        raise PaymentRejected(Reason.MALFORMED, f"{what}: {key} must be an unsigned integer")
+    return number
+
+
+def _address(doc: dict[str, Any], key: str, what: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not is_address(value):
+        raise PaymentRejected(Reason.MALFORMED, f"{what}: {key} must be an address")
+    return str(to_checksum_address(value))
+
+
+def _hex(doc: dict[str, Any], key: str, what: str, size: int) -> bytes:
+    value = doc.get(key)
+    try:
+        raw = bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise PaymentRejected(Reason.MALFORMED, f"{what}: {key} must be {size} bytes of hex")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSpendAuthorization:
+    auth: SpendAuthorization
+    chain_id: int
+    escrow: str
+    signature: bytes
+
+    @classmethod
+    def decode(cls, value: str) -> SignedSpendAuthorization:
+        what = SPEND_AUTH_HEADER
+        doc = _decode(value, what)
+        auth = SpendAuthorization(
+            payer=_address(doc, "payer", what),
+            operator=_address(doc, "operator", what),
+            max_amount=_int(doc, "maxAmount", what, 128),
+            nonce=_int(doc, "nonce", what),
+            deadline=_int(doc, "deadline", what, 96),
+        )
+        return cls(
+            auth,
+            _int(doc, "chainId", what, 64),
+            _address(doc, "escrow", what),
+            _hex(doc, "signature", what, 65),
+        )
+
+    def encode(self) -> str:
+        a = self.auth
+        return b64_json(
+            {
+                "payer": a.payer,
+                "operator": a.operator,
+                "maxAmount": str(a.max_amount),
+                "nonce": str(a.nonce),
+                "deadline": str(a.deadline),
+                "chainId": self.chain_id,
+                "escrow": self.escrow,
+                "signature": "0x" + self.signature.hex(),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVoucher:
+    channel_id: bytes
+    cumulative_amount: int
+    chain_id: int
+    escrow: str
+    signature: bytes
+
+    @classmethod
+    def decode(cls, value: str) -> SignedVoucher:
+        what = VOUCHER_HEADER
+        doc = _decode(value, what)
+        return cls(
+            _hex(doc, "channelId", what, 32),
+            _int(doc, "cumulativeAmount", what, 128),
+            _int(doc, "chainId", what, 64),
+            _address(doc, "escrow", what),
+            _hex(doc, "signature", what, 65),
+        )
+
+    def encode(self) -> str:
+        return b64_json(
+            {
+                "channelId": "0x" + self.channel_id.hex(),
+                "cumulativeAmount": str(self.cumulative_amount),
+                "chainId": self.chain_id,
+                "escrow": self.escrow,
+                "signature": "0x" + self.signature.hex(),
+            }
+        )

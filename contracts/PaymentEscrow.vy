@@ -473,18 +473,18 @@ def top_up(channel_id: bytes32, amount: uint256):
 
 
 @internal
-def _channel_claim(channel_id: bytes32, cumulative_amount: uint256, signature: Bytes[65]) -> (uint256, uint8):
+def _channel_claim(channel_id: bytes32, cumulative_amount: uint256, signature: Bytes[65], limit: uint256) -> (uint256, uint8):
     """
     @dev Returns (amount paid, 0) or (0, reason). The claimable total is
-         min(cumulative_amount, deposit); the payment is that minus what was claimed.
-         Does not transfer tokens.
+         min(cumulative_amount, deposit, limit); the payment is that minus what was
+         claimed. Does not transfer tokens.
     """
     ch: Channel = self.channels[channel_id]
     if ch.operator != msg.sender:
         return 0, CREJECT_NOT_OPERATOR
     if not (ch.status == CHANNEL_OPEN or (ch.status == CHANNEL_CLOSING and block.timestamp < ch.closes_at)):
         return 0, CREJECT_NOT_CLAIMABLE
-    claimable: uint256 = min(cumulative_amount, ch.deposit)
+    claimable: uint256 = min(min(cumulative_amount, ch.deposit), limit)
     if claimable <= ch.claimed:
         return 0, CREJECT_NOTHING_TO_CLAIM
     signer: address = self._recover(self._voucher_digest(channel_id, cumulative_amount), signature)
@@ -512,7 +512,20 @@ def _raise_channel_reason(reason: uint8):
 def claim_channel(channel_id: bytes32, cumulative_amount: uint256, signature: Bytes[65]):
     amount: uint256 = 0
     reason: uint8 = 0
-    amount, reason = self._channel_claim(channel_id, cumulative_amount, signature)
+    amount, reason = self._channel_claim(channel_id, cumulative_amount, signature, max_value(uint256))
+    self._raise_channel_reason(reason)
+    assert extcall IERC20(token).transfer(msg.sender, amount, default_return_value=True)
+
+
+@external
+def claim_channel_upto(channel_id: bytes32, cumulative_amount: uint256, signature: Bytes[65], total: uint256):
+    """
+    @notice Metered claim: the voucher is a ceiling; bring the channel's claimed total
+            up to min(total, cumulative_amount, deposit), the operator's metered usage.
+    """
+    amount: uint256 = 0
+    reason: uint8 = 0
+    amount, reason = self._channel_claim(channel_id, cumulative_amount, signature, total)
     self._raise_channel_reason(reason)
     assert extcall IERC20(token).transfer(msg.sender, amount, default_return_value=True)
 
@@ -527,7 +540,7 @@ def claim_channels(claims: DynArray[ChannelClaim, MAX_CHANNEL_BATCH]):
     for c: ChannelClaim in claims:
         amount: uint256 = 0
         reason: uint8 = 0
-        amount, reason = self._channel_claim(c.channel_id, c.cumulative_amount, c.signature)
+        amount, reason = self._channel_claim(c.channel_id, c.cumulative_amount, c.signature, max_value(uint256))
         if reason != 0:
             log ChannelClaimRejected(channel_id=c.channel_id, reason=reason)
             continue
@@ -558,7 +571,7 @@ def close_cooperative(channel_id: bytes32, cumulative_amount: uint256, signature
     amount: uint256 = 0
     if min(cumulative_amount, ch.deposit) > ch.claimed:
         reason: uint8 = 0
-        amount, reason = self._channel_claim(channel_id, cumulative_amount, signature)
+        amount, reason = self._channel_claim(channel_id, cumulative_amount, signature, max_value(uint256))
         self._raise_channel_reason(reason)
     self._close(channel_id)
     if amount > 0:

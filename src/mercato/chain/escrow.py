@@ -208,6 +208,15 @@ class PaymentEscrow(ContractBinding):
     ) -> TxResult:
         return await self.send("claim_channel", channel_id, cumulative_amount, signature)
 
+    async def claim_channel_upto(
+        self, channel_id: bytes, cumulative_amount: int, signature: bytes, total: int
+    ) -> TxResult:
+        """Metered claim: raise the channel's claimed total to ``min(total, voucher,
+        deposit)``; the voucher is only the payer's ceiling."""
+        return await self.send(
+            "claim_channel_upto", channel_id, cumulative_amount, signature, total
+        )
+
     async def claim_channels(self, claims: Sequence[ChannelClaim]) -> TxResult:
         if len(claims) > MAX_CHANNEL_BATCH:
             raise ValueError(f"at most {MAX_CHANNEL_BATCH} channel claims, got {len(claims)}")

@@ -71,6 +71,7 @@ def sign_spend_authorization(
 def sign_voucher(
     account: LocalAccount, ref: EscrowRef, channel_id: bytes, cumulative_amount: int
 ) -> SignedVoucher:
-    typed = voucher_typed_data(escrow_domain(ref.chain_id, ref.escrow), channel_id, cumulative_amount)
+    domain = escrow_domain(ref.chain_id, ref.escrow)
+    typed = voucher_typed_data(domain, channel_id, cumulative_amount)
     signature = bytes(account.sign_typed_data(full_message=typed).signature)
     return SignedVoucher(channel_id, cumulative_amount, ref.chain_id, ref.escrow, signature)

@@ -113,7 +113,8 @@ def verify_ed25519(message: bytes, signature: bytes, public_key: bytes) -> bool:
 
 
 def recover_digest(digest: bytes, signature: bytes) -> str:
-    """The checksummed address that signed a 32-byte ``digest`` (e.g. an EIP-712 hash).
+    """The lower-case 0x address that signed a 32-byte ``digest`` (e.g. an EIP-712 hash;
+    lower case because checksumming costs another keccak on the hot path).
 
     ``signature`` is 65 bytes ``r || s || v`` (v in {0, 1, 27, 28}); high-s signatures
     are refused, as the contracts refuse them. Raises ValueError.
@@ -131,4 +132,4 @@ def recover_digest(digest: bytes, signature: bytes) -> str:
         )
     except Exception as exc:  # coincurve raises plain Exception for bad points
         raise ValueError("unrecoverable signature") from exc
-    return address_from_public_key(public_key)
+    return "0x" + keccak(public_key.format(compressed=False)[1:])[-20:].hex()

@@ -51,9 +51,13 @@ async def register_operator(
         if found is None:
             ids.append(
                 await chain.registry.add_service_id(
-                    offer.blueprint_id, offer.model, offer.price_in_per_m,
-                    offer.price_out_per_m, offer.max_context, offer.flags,
-                )  # fmt: skip
+                    offer.blueprint_id,
+                    offer.model,
+                    offer.price_in_per_m,
+                    offer.price_out_per_m,
+                    offer.max_context,
+                    offer.flags,
+                )
             )
             continue
         if (found.price_in_per_m, found.price_out_per_m, found.max_context, int(found.flags)) != (

@@ -193,7 +193,7 @@ class SettlementWorker:
                 continue
             channel_id = bytes.fromhex(row.channel_id[2:])
             signature = bytes.fromhex(row.best_signature[2:])
-            result = await self._escrow.claim_channel(
+            result = await self._escrow.claim_channel_upto(
                 channel_id, row.best_cumulative, signature, amount
             )
             await self._service.run_db(self._store.mark_channel_settled, row.channel_id, amount)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,22 @@ from mercato.storage.payment_models import (
     ChannelRow,
     SpendAuthorizationRow,
     X402PaymentRow,
+)
+
+_INSERT_SPEND = insert(SpendAuthorizationRow)
+_CAPTURE_SPEND = (
+    update(SpendAuthorizationRow)
+    .where(
+        SpendAuthorizationRow.payer == bindparam("p"),
+        SpendAuthorizationRow.nonce == bindparam("n"),
+        SpendAuthorizationRow.status == RESERVED,
+    )
+    .values(
+        status=bindparam("s"),
+        amount=bindparam("a"),
+        request_id=bindparam("r"),
+        updated_at=bindparam("t"),
+    )
 )
 
 
@@ -49,37 +65,31 @@ class PaymentStore:
     def reserve_spend(self, signed: SignedSpendAuthorization) -> bool:
         """Record a new authorization as in use; False when its nonce was seen before."""
         a, now = signed.auth, int(time.time())
-        row = SpendAuthorizationRow(
-            payer=a.payer.lower(),
-            nonce=str(a.nonce),
-            max_amount=str(a.max_amount),
-            deadline=a.deadline,
-            signature="0x" + signed.signature.hex(),
-            status=RESERVED,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            with Session(self._engine) as session, session.begin():
-                session.add(row)
+        row = {
+            "payer": a.payer.lower(),
+            "nonce": str(a.nonce),
+            "max_amount": str(a.max_amount),
+            "deadline": a.deadline,
+            "signature": "0x" + signed.signature.hex(),
+            "status": RESERVED,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:  # Core, not the ORM: this runs once per paid request
+            with self._engine.begin() as conn:
+                conn.execute(_INSERT_SPEND, row)
         except IntegrityError:
             return False
         return True
 
     def capture_spend(self, payer: str, nonce: int, amount: int, request_id: str) -> None:
         status = CLAIMABLE if amount > 0 else SETTLED
-        with Session(self._engine) as session, session.begin():
-            session.execute(
-                update(SpendAuthorizationRow)
-                .where(
-                    SpendAuthorizationRow.payer == payer.lower(),
-                    SpendAuthorizationRow.nonce == str(nonce),
-                    SpendAuthorizationRow.status == RESERVED,
-                )
-                .values(
-                    status=status, amount=amount, request_id=request_id, updated_at=int(time.time())
-                )
-            )
+        with self._engine.begin() as conn:
+            conn.execute(
+                _CAPTURE_SPEND,
+                {"p": payer.lower(), "n": str(nonce), "s": status, "a": amount,
+                 "r": request_id, "t": int(time.time())},
+            )  # fmt: skip
 
     def void_unfinished(self) -> int:
         """At start-up: requests that were being served when the process died are void."""

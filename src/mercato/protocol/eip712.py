@@ -214,14 +214,29 @@ def spend_authorization_typed_data(
     )
 
 
+def _word_address(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not a 20-byte address: {address!r}")
+    return b"\x00" * 12 + raw
+
+
+def _word_uint(value: int) -> bytes:
+    return value.to_bytes(32, "big")  # OverflowError for values outside uint256
+
+
 def spend_authorization_struct_hash(
     payer: str, operator: str, max_amount: int, nonce: int, deadline: int
 ) -> bytes:
+    """hashStruct(SpendAuthorization): every field is one 32-byte word, so the ABI
+    encoding is plain concatenation (checked against eth_account by the tests)."""
     return keccak(
-        abi_encode(
-            ["bytes32", "address", "address", "uint256", "uint256", "uint256"],
-            [SPEND_AUTHORIZATION_TYPEHASH, payer, operator, max_amount, nonce, deadline],
-        )
+        SPEND_AUTHORIZATION_TYPEHASH
+        + _word_address(payer)
+        + _word_address(operator)
+        + _word_uint(max_amount)
+        + _word_uint(nonce)
+        + _word_uint(deadline)
     )
 
 
@@ -366,12 +381,7 @@ def voucher_typed_data(
 
 
 def voucher_struct_hash(channel_id: bytes | str, cumulative_amount: int) -> bytes:
-    return keccak(
-        abi_encode(
-            ["bytes32", "bytes32", "uint256"],
-            [VOUCHER_TYPEHASH, _bytes32(channel_id), cumulative_amount],
-        )
-    )
+    return keccak(VOUCHER_TYPEHASH + _bytes32(channel_id) + _word_uint(cumulative_amount))
 
 
 def voucher_digest(separator: bytes, channel_id: bytes | str, cumulative_amount: int) -> bytes:

@@ -321,3 +321,26 @@ def test_cooperative_close_during_challenge(
             escrow.close_cooperative(cid2, USD, voucher(wallet, escrow_domain, cid2, USD))
         escrow.close_cooperative(cid2, 0, b"")
         assert logs(escrow, "ChannelClosed")[0].refunded == 10 * USD
+
+
+def test_claim_channel_upto_settles_metered_usage(
+    escrow: Any, token: Any, wallet: LocalAccount, operator: Any, escrow_domain: dict[str, Any]
+) -> None:
+    """The voucher is the payer's ceiling; the operator claims only what it metered."""
+    cid = open_channel(escrow, wallet, operator, 10 * USD)
+    sig = voucher(wallet, escrow_domain, cid, 3 * USD)
+    before = token.balanceOf(operator)
+    with boa.env.prank(operator):
+        escrow.claim_channel_upto(cid, 3 * USD, sig, USD)  # metered 1 of the 3 authorized
+        assert escrow.channels(cid)[3] == USD
+        escrow.claim_channel_upto(cid, 3 * USD, sig, 2 * USD)  # the same voucher, more usage
+        assert escrow.channels(cid)[3] == 2 * USD
+        escrow.claim_channel_upto(cid, 3 * USD, sig, 9 * USD)  # never beyond the voucher
+        assert escrow.channels(cid)[3] == 3 * USD
+        with boa.reverts("escrow: nothing to claim"):
+            escrow.claim_channel_upto(cid, 3 * USD, sig, 3 * USD)
+        escrow.close_cooperative(cid, 0, b"")  # closes without claiming more
+    assert token.balanceOf(operator) - before == 3 * USD
+    assert escrow.channels(cid)[5] == CLOSED
+    with boa.env.prank(wallet.address), boa.reverts("escrow: not the channel operator"):
+        escrow.claim_channel_upto(cid, 3 * USD, sig, USD)

@@ -318,3 +318,59 @@ async def test_sigkill_between_serving_and_settling(
         assert await chain.escrow.balance_of(payer.address) == escrow_before - total
     finally:
         restarted.stop()
+
+
+async def test_paid_streams(paid_operator: PaidOperator, payer: LocalAccount) -> None:
+    """A finished stream's receipt (after [DONE]) carries the charge for the final usage;
+    a stream the client leaves is charged for the prompt and the tokens sent, no more."""
+    import sqlite3
+
+    from mercato.protocol.receipts import split_sse_receipt
+
+    op = paid_operator
+    nonces = NonceAllocator()
+    signed = sign_spend_authorization(payer, op.ref, op.address, GENEROUS, nonces.next())
+    raw = body(1, stream=True, stream_options={"include_usage": True})
+    resp = await post(op, raw, {SPEND_AUTH_HEADER: signed.encode()})
+    stream_bytes, receipt = split_sse_receipt(resp.content)
+    assert receipt is not None and receipt.payment is not None
+    assert verify_receipt(receipt, raw, stream_bytes).ok
+    usage = orjson.loads(stream_bytes.split(b"data: ")[-2].strip())["usage"]
+    assert int(receipt.payment["charged"]) == PRICE.cost(
+        usage["prompt_tokens"], usage["completion_tokens"]
+    )
+
+    long_signed = sign_spend_authorization(payer, op.ref, op.address, GENEROUS, nonces.next())
+    long_body = orjson.dumps({
+        "model": MODEL, "max_tokens": 400, "temperature": 0.8, "stream": True,
+        "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
+    })  # fmt: skip
+    received = 0
+    async with httpx.AsyncClient(timeout=60) as c, c.stream(
+        "POST",
+        f"{op.url}/v1/chat/completions",
+        content=long_body,
+        headers={SPEND_AUTH_HEADER: long_signed.encode()},
+    ) as streamed:
+        async for chunk in streamed.aiter_bytes():
+            received += chunk.count(b'"content":"')
+            if received >= 5:
+                break
+    ceiling = PRICE.cost(60, 400)
+    db = op.data_dir / "operator.db"
+
+    async def charged_for_what_was_sent() -> bool:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "select status, amount from pay_spend_authorizations where nonce = ?",
+                (str(long_signed.auth.nonce),),
+            ).fetchone()
+        return row is not None and row[0] in ("claimable", "submitted", "settled")
+
+    await eventually(charged_for_what_was_sent, timeout=10)
+    with sqlite3.connect(db) as conn:
+        (amount,) = conn.execute(
+            "select amount from pay_spend_authorizations where nonce = ?",
+            (str(long_signed.auth.nonce),),
+        ).fetchone()
+    assert PRICE.cost(20, received - 1) <= amount < ceiling // 2

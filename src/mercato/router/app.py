@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -36,6 +38,16 @@ def _provider_headers(settings: RouterSettings) -> Callable[[Offer], dict[str, s
         if p.api_key is not None
     }
     return lambda offer: keys.get(offer.name, {})
+
+
+async def _refresh_keys(keys: KeyRing, interval_s: float) -> None:
+    """Re-read keys so that revocations made by another replica take effect."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await keys.load()
+        except Exception:
+            log.exception("reloading API keys failed")
 
 
 def create_app(
@@ -111,6 +123,9 @@ def create_app(
         await forwarder.start()
         await writer.start()
         await state.discovery.start()
+        refresher = asyncio.create_task(
+            _refresh_keys(keys, settings.billing.key_refresh_s), name="router-keys"
+        )
         app.state.router = state
         log.info("router ready: %d offers", len(state.table.all()))
         if on_ready is not None:
@@ -118,6 +133,9 @@ def create_app(
         try:
             yield
         finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
             await state.discovery.close()
             await forwarder.close()
             await writer.close()

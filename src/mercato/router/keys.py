@@ -51,7 +51,14 @@ class KeyRing:
         self._keys: dict[str, ApiKey] = {}
 
     async def load(self) -> None:
-        self._keys = await asyncio.to_thread(self._read)
+        """(Re-)read every key. Keys are never deleted, only revoked: one known here but
+        not (yet) read, or revoked here but not (yet) there, stays as known here."""
+        fresh = await asyncio.to_thread(self._read)
+        for key_id, known in self._keys.items():
+            row = fresh.setdefault(key_id, known)
+            if known.revoked_at is not None and row.revoked_at is None:
+                fresh[key_id] = known
+        self._keys = fresh
 
     def _read(self) -> dict[str, ApiKey]:
         with Session(self._engine) as session:

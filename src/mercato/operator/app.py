@@ -91,38 +91,35 @@ def create_app(
         quotes = attestation or make_quote_provider(
             settings.attestation.provider, settings.attestation.socket
         )
-        await the_backend.start()
-        await receipts.start()
-        stack = AsyncExitStack()
-        paid = None
-        if settings.payments.mode == "paid":
-            from mercato.operator.paid import paid_mode
+        async with AsyncExitStack() as stack:  # stops what started, in reverse, on any error
+            stack.callback(engine.dispose)
+            stack.push_async_callback(quotes.close)
+            await the_backend.start()
+            stack.push_async_callback(the_backend.close)
+            await receipts.start()
+            stack.push_async_callback(receipts.close)
+            paid = None
+            if settings.payments.mode == "paid":
+                from mercato.operator.paid import paid_mode
 
-            paid = await stack.enter_async_context(
-                paid_mode(settings.payments, signing_keys, engine, the_backend.models())
+                paid = await stack.enter_async_context(
+                    paid_mode(settings.payments, signing_keys, engine, the_backend.models())
+                )
+            app.state.operator = OperatorState(
+                settings=settings,
+                backend=the_backend,
+                signer=ReceiptSigner(signing_keys),
+                receipts=receipts,
+                attestation=quotes,
+                metrics=OperatorMetrics(),
+                engine=engine,
+                payments=paid.service if paid else None,
+                prices=paid.prices if paid else {},
             )
-        app.state.operator = OperatorState(
-            settings=settings,
-            backend=the_backend,
-            signer=ReceiptSigner(signing_keys),
-            receipts=receipts,
-            attestation=quotes,
-            metrics=OperatorMetrics(),
-            engine=engine,
-            payments=paid.service if paid else None,
-            prices=paid.prices if paid else {},
-        )
-        log.info("operator ready: signing address %s", signing_keys.ecdsa.address)
-        if on_ready is not None:
-            on_ready(app.state.operator)
-        try:
+            log.info("operator ready: signing address %s", signing_keys.ecdsa.address)
+            if on_ready is not None:
+                on_ready(app.state.operator)
             yield
-        finally:
-            await stack.aclose()
-            await receipts.close()
-            await the_backend.close()
-            await quotes.close()
-            engine.dispose()
 
     app = FastAPI(title="Mercato operator", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)

@@ -101,6 +101,8 @@ async def paid_mode(
         )
         worker = SettlementWorker(service, chain.escrow, operator, policy, x402)
         await service.start()
+        if x402 is not None:
+            await x402.start()
         await view.start()
         await worker.start()
         log.info("paid mode: %s on chain %d", ", ".join(settings.methods), manifest.chain_id)

@@ -86,6 +86,11 @@ class X402:
         self.network = f"eip155:{ctx.chain_id}"
         self._owed: dict[str, int] = {}  # payer -> accepted, not yet transferred
 
+    async def start(self) -> None:
+        """Rebuild what each payer has pending from the database (after a restart)."""
+        for row in await self._service.run_db(self._service.store.pending_x402):
+            self._owed[row.payer] = self._owed.get(row.payer, 0) + row.value
+
     # -- the challenge ------------------------------------------------------------------
 
     def accepts(self, est: Estimate, price: Price) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import chain, operator, router, verify
+from mercato.cli import chain, channel, history, operator, router, verify, wallet
 
 app = typer.Typer(
     name="mercato",
@@ -16,6 +16,9 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(chain.app, name="chain")
 app.add_typer(router.app, name="router")
 app.command("verify")(verify.verify)
+app.add_typer(wallet.app, name="wallet")
+app.add_typer(channel.app, name="channel")
+app.command("history")(history.history)
 
 
 def main() -> None:

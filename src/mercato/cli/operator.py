@@ -10,12 +10,14 @@ import uvicorn
 from rich.panel import Panel
 
 from mercato.cli.common import console, friendly_errors, setup_logging
+from mercato.cli.operator_register import register
 from mercato.config import load_settings
 from mercato.crypto.keystore import KeystoreError
 from mercato.operator.settings import OperatorSettings
 from mercato.operator.state import OperatorState
 
 app = typer.Typer(help="Run and manage an operator node.", no_args_is_help=True)
+app.command("register")(register)
 
 
 def _banner(state: OperatorState) -> None:

@@ -57,7 +57,8 @@ def _show(router: str, key: str, limit: int) -> None:
             f"{r['latency_ms']:.0f} ms", (r.get("receipt_signer") or "-")[:10],
         )  # fmt: skip
     console.print(table)
+    total = stats.get("total") or {}
     console.print(
-        f"requests {stats.get('requests', 0)}  spend {stats.get('spend', 0)}  "
+        f"requests {total.get('requests', 0)}  spend {total.get('spend', 0)}  "
         f"balance [bold]{stats.get('balance', '?')}[/] (base units)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import chain, channel, history, operator, router, verify, wallet
+from mercato.cli import chain, channel, history, operator, router, up, verify, wallet
 
 app = typer.Typer(
     name="mercato",
@@ -19,6 +19,7 @@ app.command("verify")(verify.verify)
 app.add_typer(wallet.app, name="wallet")
 app.add_typer(channel.app, name="channel")
 app.command("history")(history.history)
+app.command("up")(up.up)
 
 
 def main() -> None:

@@ -143,6 +143,8 @@ def create_app(
 
     app = FastAPI(title="Mercato router", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    for path, endpoint in routes.HOT_ROUTES:
+        app.add_route(path, endpoint, methods=["POST"])
     app.include_router(routes.router)
     app.include_router(admin.router)
     return app

@@ -165,14 +165,17 @@ def served_headers(offer: Offer, strategy: Strategy, rid: str, attempts: int) ->
     return headers
 
 
-@router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     return await handle(request, "chat")
 
 
-@router.post("/v1/completions")
 async def completions(request: Request) -> Response:
     return await handle(request, "completion")
+
+
+# The two hot endpoints are plain Starlette routes (no dependency solving per request);
+# create_app adds them with ``app.add_route``.
+HOT_ROUTES = (("/v1/chat/completions", chat_completions), ("/v1/completions", completions))
 
 
 async def handle(request: Request, endpoint: Endpoint) -> Response:

@@ -158,10 +158,13 @@ class ProviderPreferences(BaseModel):
         return self.needs_zdr or self.needs_no_training
 
 
+_NO_PREFERENCES = ProviderPreferences()
+
+
 def parse_preferences(doc: object) -> ProviderPreferences:
     """The request's ``provider`` object; ValueError when malformed."""
     if doc is None:
-        return ProviderPreferences()
+        return _NO_PREFERENCES
     try:
         return ProviderPreferences.model_validate(doc)
     except ValidationError as exc:

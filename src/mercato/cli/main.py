@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from mercato.cli import chain, channel, history, operator, router, up, verify, wallet
+from mercato.cli import chain, channel, chat, history, operator, router, up, verify, wallet
 
 app = typer.Typer(
     name="mercato",
@@ -20,6 +20,7 @@ app.add_typer(wallet.app, name="wallet")
 app.add_typer(channel.app, name="channel")
 app.command("history")(history.history)
 app.command("up")(up.up)
+app.command("chat")(chat.chat)
 
 
 def main() -> None:

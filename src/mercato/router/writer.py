@@ -27,7 +27,6 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 from mercato.storage.router_models import RouterBalance, RouterLedgerEntry, RouterRequest
 
@@ -76,6 +75,7 @@ class Writer:
         self._closing = False
         self.commits = 0
         self.failures = 0
+        self._stmts: tuple[Any, Any] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="router-writer")
@@ -145,19 +145,40 @@ class Writer:
                 if job.future is not None and not job.future.done():
                     job.future.set_result(flags)
 
+    def _statements(self) -> tuple[Any, Any]:
+        """The balance upsert and the history insert, built once (compiled and cached)."""
+        dialect_insert = (
+            postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        up = dialect_insert(RouterBalance)
+        up = up.on_conflict_do_update(
+            index_elements=["account"],
+            set_={"balance": RouterBalance.balance + up.excluded.balance},
+        )
+        history = dialect_insert(RouterRequest).on_conflict_do_nothing(
+            index_elements=["request_id"]
+        )
+        return up, history
+
     def _write(self, batch: _Batch) -> tuple[list[list[bool]], dict[str, int]]:
+        if self._stmts is None:
+            self._stmts = self._statements()
+        upsert, insert_history = self._stmts
         now = int(time.time())
         tx_ids = [j.tx_id for job in batch.jobs for j in job.journals]
         deltas: dict[str, int] = defaultdict(int)
         lines: list[dict[str, Any]] = []
         applied: list[list[bool]] = []
         history = list(batch.history)
-        with Session(self._engine) as session, session.begin():
+        balances: dict[str, int] = {}
+        with self._engine.begin() as conn:
             seen: set[str] = set()
-            if tx_ids:
-                for chunk in _chunks(tx_ids, 500):
-                    stmt = select(RouterLedgerEntry.tx_id).where(RouterLedgerEntry.tx_id.in_(chunk))
-                    seen.update(session.scalars(stmt))
+            for chunk in _chunks(tx_ids, 500):
+                seen.update(
+                    conn.scalars(
+                        select(RouterLedgerEntry.tx_id).where(RouterLedgerEntry.tx_id.in_(chunk))
+                    )
+                )
             for job in batch.jobs:
                 flags: list[bool] = []
                 for j in job.journals:
@@ -183,33 +204,19 @@ class Writer:
                 if job.history is not None:
                     history.append(job.history)
             if lines:
-                session.execute(insert(RouterLedgerEntry), lines)
-            dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+                conn.execute(insert(RouterLedgerEntry), lines)
             for account, delta in sorted(deltas.items()):  # sorted: no deadlocks between replicas
-                up = dialect_insert(RouterBalance).values(account=account, balance=delta)
-                up = up.on_conflict_do_update(
-                    index_elements=["account"],
-                    set_={"balance": RouterBalance.balance + up.excluded.balance},
-                )
-                session.execute(up)
+                conn.execute(upsert, {"account": account, "balance": delta})
             if history:
-                ins = dialect_insert(RouterRequest).on_conflict_do_nothing(
-                    index_elements=["request_id"]
-                )
-                session.execute(ins, history)
-            balances: dict[str, int] = {}
+                conn.execute(insert_history, history)
             if deltas:
-                rows = session.execute(
+                rows = conn.execute(
                     select(RouterBalance.account, RouterBalance.balance).where(
                         RouterBalance.account.in_(list(deltas))
                     )
                 )
                 balances = {a: int(b) for a, b in rows}
         return applied, balances
-
-    @property
-    def _dialect(self) -> str:
-        return self._engine.dialect.name
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

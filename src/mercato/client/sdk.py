@@ -12,7 +12,9 @@ Payment methods: ``api_key`` (router credits), ``spendauth`` (a signed spend
 authorization per request, from the escrow deposit), ``channel`` (a payment channel the
 client opens and tops up itself) and ``x402`` (the official x402 SDK, ``exact`` scheme,
 from the wallet's token balance). Paid requests are never retried by ``openai``
-(``max_retries=0``) so that nothing is paid twice.
+(``max_retries=0``) so that nothing is paid twice. With ``strict=True`` (default) an
+answer whose receipt is missing or does not verify raises :class:`ReceiptError` (for
+streams: when the stream ends); ``strict=False`` records it as unverified instead.
 """
 
 from __future__ import annotations

@@ -29,6 +29,28 @@ def setup_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def serve_asgi(app: Any, host: str, port: int) -> None:
+    """Run an ASGI app in the foreground (uvloop + httptools, no access log) until
+    Ctrl-C; exit 1 when it could not start (the reason has been logged)."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    server.run()
+    if server.started is False:
+        raise typer.Exit(1)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)

@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.panel import Panel
 
-from mercato.cli.common import console, friendly_errors, setup_logging
+from mercato.cli.common import console, friendly_errors, serve_asgi, setup_logging
 from mercato.cli.operator_register import register
 from mercato.config import load_settings
 from mercato.crypto.keystore import KeystoreError
@@ -74,18 +73,4 @@ def serve(
         keys = open_keystore(settings)
     except KeystoreError as exc:
         raise ValueError(f"{exc} (keystore {settings.resolved_keystore_dir()})") from exc
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, on_ready=_banner, keys=keys),
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    server.run()
-    if server.started is False:
-        raise typer.Exit(1)
+    serve_asgi(create_app(settings, on_ready=_banner, keys=keys), settings.host, settings.port)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.panel import Panel
 
-from mercato.cli.common import console, fail, friendly_errors, setup_logging
+from mercato.cli.common import console, fail, friendly_errors, serve_asgi, setup_logging
 from mercato.config import load_settings
 from mercato.router.settings import RouterSettings
 from mercato.router.state import RouterState
@@ -54,21 +53,7 @@ def serve(
     setup_logging(settings.log_level)
     from mercato.router.app import create_app
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, on_ready=_banner),
-            host=settings.host,
-            port=settings.port,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    server.run()
-    if server.started is False:
-        raise typer.Exit(1)
+    serve_asgi(create_app(settings, on_ready=_banner), settings.host, settings.port)
 
 
 def _admin(router: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

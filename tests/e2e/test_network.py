@@ -141,6 +141,7 @@ async def test_sdk_pays_operators_directly_every_way(
                 assert answer is not None and answer.verified, answer
                 assert answer.payment is not None and answer.payment["method"] == method
                 assert answer.cost and answer.cost > 0
+            assert await client.attest() == "none"  # a fresh report: no TEE on this machine
         finally:
             await client.close()
 

@@ -30,6 +30,7 @@ from eth_account.signers.local import LocalAccount
 from mercato.chain.anvil import DEVNET_CHAIN_ID
 from mercato.chain.client import ChainClient
 from mercato.chain.manifest import Manifest, mercato_home
+from mercato.client.attest import AttestationFailed, Attested, attest_operator
 from mercato.client.paying import (
     ApiKeyPayment,
     ChannelPayment,
@@ -48,7 +49,14 @@ from mercato.client.transport import (
 )
 from mercato.client.wallet import load_wallet
 
-__all__ = ["AsyncClient", "Client", "PaidAnswer", "PaymentMethod", "ReceiptError"]
+__all__ = [
+    "AsyncClient",
+    "AttestationFailed",
+    "Client",
+    "PaidAnswer",
+    "PaymentMethod",
+    "ReceiptError",
+]
 
 PaymentMethod = Literal["api_key", "spendauth", "channel", "x402"]
 API_KEY_ENV = "MERCATO_API_KEY"
@@ -118,6 +126,14 @@ class _Setup:
 
 class _Answers:
     _ledger: Ledger
+    base_url: Any
+
+    def _attest_args(self, answer: PaidAnswer | None, operator_url: str | None) -> tuple[str, str]:
+        answer = answer or self._ledger.last
+        if answer is None or answer.receipt is None:
+            raise ValueError("no answer with a receipt to attest")
+        url = operator_url or str(self.base_url)
+        return url, answer.receipt.signing_address
 
     @property
     def last_answer(self) -> PaidAnswer | None:
@@ -180,6 +196,14 @@ class AsyncClient(openai.AsyncOpenAI, _Answers):
         response = await self.chat.completions.create(**kwargs)
         return response, self.answer_for(response) or self.last_answer
 
+    async def attest(
+        self, answer: PaidAnswer | None = None, *, operator_url: str | None = None
+    ) -> Attested:
+        """A fresh attestation of the operator that signed ``answer`` (default: the last
+        one): ``"bound"``, ``"none"`` (no TEE), or :class:`AttestationFailed`. Through a
+        router, give the operator's own ``operator_url``."""
+        return await attest_operator(*self._attest_args(answer, operator_url))
+
     async def close(self) -> None:
         await super().close()
         await self.payer.aclose()
@@ -235,6 +259,12 @@ class Client(openai.OpenAI, _Answers):
         """``chat.completions.create(**kwargs)`` (not streamed) and its answer."""
         response = self.chat.completions.create(**kwargs)
         return response, self.answer_for(response) or self.last_answer
+
+    def attest(
+        self, answer: PaidAnswer | None = None, *, operator_url: str | None = None
+    ) -> Attested:
+        """See :meth:`AsyncClient.attest`."""
+        return self._runner.run(attest_operator(*self._attest_args(answer, operator_url)))
 
     def close(self) -> None:
         super().close()

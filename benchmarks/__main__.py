@@ -23,6 +23,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 PARTS = {  # part -> section title, in report order
     "operator_node": "Operator node vs the model served directly",
     "payments": "Payment checks",
+    "router": "Router (gateway) overhead, beside LiteLLM",
     "gas": "Gas per settled request",
 }
 

@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -161,9 +162,23 @@ class LocalNetwork:
 
     # -- start ----------------------------------------------------------------------------
 
+    def _reset_state(self) -> None:
+        """Each start is a fresh chain: drop what referred to the previous one (router
+        database, operators' payment databases, remembered channels). Operator keys
+        and wallets stay."""
+        home = self.home
+        for path in (home / "router", home / "channels", home / INFO_FILE):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for db in (home / "operators").glob("*/operator.db*"):
+            db.unlink()
+
     async def start(self) -> NetworkInfo:
         cfg, home = self.config, self.home
         home.mkdir(parents=True, exist_ok=True)
+        self._reset_state()
         self._progress("starting anvil and deploying the contracts")
         manifest_path = home / "devnet" / "manifest.json"
         manifest_path.parent.mkdir(parents=True, exist_ok=True)

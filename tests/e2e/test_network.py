@@ -269,3 +269,53 @@ def test_cli_wallet_history_and_chat(network: NetworkInfo, wallet_password: str)
         timeout=60,
     )
     assert bad.returncode == 1 and "wrong password" in bad.stderr and "Traceback" not in bad.stderr
+    poor = run_fail(mercato, env, "wallet", "deposit", "1000000", "-w", network.wallet)
+    assert "insufficient funds" in poor
+    assert "deposited 1" in run("wallet", "deposit", "1", "-w", network.wallet)
+    assert "requested" in run("wallet", "withdraw", "0.5", "-w", network.wallet)
+    op = network.operators[1]
+    assert "open with" in run("channel", "open", op.url, "2", "-w", network.wallet)
+    status = run("channel", "status", "-w", network.wallet)
+    assert op.address in status and "open" in status
+    assert "deposit 3 mUSD" in run("channel", "top-up", op.address, "1", "-w", network.wallet)
+    assert "closing" in run("channel", "close", op.address, "-w", network.wallet)
+    # a fourth operator, registered from its keystore (another model: routing is unchanged)
+    data_dir = Path(network.home) / "extra-operator"
+    out = run(
+        "operator",
+        "register",
+        "--data-dir",
+        str(data_dir),
+        "--price-in",
+        "5",
+        "--price-out",
+        "9",
+        "--model",
+        "other-model",
+        "--manifest",
+        network.manifest,
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--devnet-fund",
+    )
+    assert "registered as" in out
+    down = {**env, "MERCATO_HOME": str(Path(network.home) / "nowhere")}
+    unreachable = run_fail(
+        mercato,
+        down,
+        "wallet",
+        "balance",
+        "--manifest",
+        network.manifest,
+        "--rpc-url",
+        "http://127.0.0.1:9",
+        "-w",
+        network.wallet_path,
+    )
+    assert "unreachable" in unreachable
+
+
+def run_fail(mercato: list[str], env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([*mercato, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr

@@ -133,8 +133,11 @@ class PaymentStrategy(Protocol):
         """Headers answering a 402 (None: give up and return the 402)."""
         ...
 
-    async def on_receipt(self, target: str, receipt: Receipt | None, ok: bool) -> None:
-        """What the answer's signed receipt says was charged."""
+    async def on_receipt(
+        self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
+    ) -> None:
+        """An attempt's outcome (``receipt`` None when it was not served), with the
+        payment headers it was ``sent`` with."""
         ...
 
     async def aclose(self) -> None: ...
@@ -153,7 +156,9 @@ class ApiKeyPayment:
     ) -> dict[str, str] | None:
         return None
 
-    async def on_receipt(self, target: str, receipt: Receipt | None, ok: bool) -> None:
+    async def on_receipt(
+        self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
+    ) -> None:
         return None
 
     async def aclose(self) -> None:
@@ -190,7 +195,9 @@ class SpendAuthPayment:
         self.terms[target] = terms
         return self._header(terms, max(terms.amount, cost_bound(terms, body)))
 
-    async def on_receipt(self, target: str, receipt: Receipt | None, ok: bool) -> None:
+    async def on_receipt(
+        self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
+    ) -> None:
         return None
 
     async def aclose(self) -> None:
@@ -265,6 +272,7 @@ class ChannelPayment:
         self.terms: dict[str, Terms] = {}
         self.channels: dict[str, ChannelState] = {}
         self._open_lock = asyncio.Lock()
+        self._pending: dict[str, int] = {}  # voucher sent -> the bound it added in flight
 
     async def _ensure_allowance(self, amount: int) -> None:
         escrow = self.chain.escrow.address
@@ -313,8 +321,9 @@ class ChannelPayment:
                     cumulative = state.deposit
             state.best = cumulative
             state.inflight += amount
-            signed = sign_voucher(self.account, terms.ref, state.channel_id, cumulative)
-        return {VOUCHER_HEADER: signed.encode()}
+            value = sign_voucher(self.account, terms.ref, state.channel_id, cumulative).encode()
+            self._pending[value] = amount
+        return {VOUCHER_HEADER: value}
 
     async def prepay(self, target: str, body: bytes) -> dict[str, str]:
         terms = self.terms.get(target)
@@ -329,18 +338,18 @@ class ChannelPayment:
         if terms is None:
             return None
         self.terms[target] = terms
-        state = self.channels.get(target)
-        if state is not None:
-            state.inflight = 0  # the refused request holds nothing
         stale = terms.reason == "voucher_not_increasing"
         return await self._voucher(target, terms, max(terms.amount, cost_bound(terms, body)),
                                    stale=stale)  # fmt: skip
 
-    async def on_receipt(self, target: str, receipt: Receipt | None, ok: bool) -> None:
+    async def on_receipt(
+        self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
+    ) -> None:
         state = self.channels.get(target)
         if state is None:
             return
-        state.inflight = 0
+        amount = self._pending.pop(sent.get(VOUCHER_HEADER, ""), 0)
+        state.inflight = max(0, state.inflight - amount)  # this request no longer holds it
         payment = receipt.payment if receipt is not None else None
         if payment and payment.get("channel_consumed") is not None:
             state.consumed = max(state.consumed, int(payment["channel_consumed"]))
@@ -380,7 +389,9 @@ class X402Payment:
             raise PaymentError(f"x402: cannot pay this challenge: {exc}") from exc
         return dict(self.http.encode_payment_signature_header(payload))
 
-    async def on_receipt(self, target: str, receipt: Receipt | None, ok: bool) -> None:
+    async def on_receipt(
+        self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
+    ) -> None:
         return None
 
     async def aclose(self) -> None:

@@ -215,26 +215,28 @@ class PayingAsyncTransport(httpx.AsyncBaseTransport):
         payer = self.v.payer
         body = await request.aread()
         target = _target(request.url)
-        sent = _with_headers(request, body, await payer.prepay(target, body))
-        response = await self.inner.handle_async_request(sent)
+        paid = await payer.prepay(target, body)
+        response = await self.inner.handle_async_request(_with_headers(request, body, paid))
         if response.status_code == 402:
             await response.aread()
+            await payer.on_receipt(target, None, False, paid)
             headers = await payer.on_challenge(target, body, response)
             if headers is None:
                 return response
             await response.aclose()
-            response = await self.inner.handle_async_request(_with_headers(request, body, headers))
+            paid = headers
+            response = await self.inner.handle_async_request(_with_headers(request, body, paid))
         if response.status_code != 200:
-            await payer.on_receipt(target, None, False)
+            await payer.on_receipt(target, None, False, paid)
             return response
         if "text/event-stream" in response.headers.get("content-type", ""):
-            stream = _AsyncVerifiedStream(self, target, body, response)
+            stream = _AsyncVerifiedStream(self, target, body, response, paid)
             return httpx.Response(200, headers=response.headers, stream=stream,
                                   extensions=response.extensions)  # fmt: skip
         raw = await response.aread()
         await response.aclose()
         answer = self.v.answer(body, raw, response.headers, False)
-        await payer.on_receipt(target, answer.receipt, answer.verified)
+        await payer.on_receipt(target, answer.receipt, answer.verified, paid)
         if self.v.strict and not answer.verified:
             raise ReceiptError(answer)
         return httpx.Response(200, headers=response.headers, content=raw,
@@ -246,9 +248,15 @@ class PayingAsyncTransport(httpx.AsyncBaseTransport):
 
 class _AsyncVerifiedStream(httpx.AsyncByteStream):
     def __init__(
-        self, t: PayingAsyncTransport, target: str, body: bytes, response: httpx.Response
+        self,
+        t: PayingAsyncTransport,
+        target: str,
+        body: bytes,
+        response: httpx.Response,
+        paid: dict[str, str],
     ) -> None:
         self.t, self.target, self.body, self.response = t, target, body, response
+        self.paid = paid
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         seen = bytearray()
@@ -270,7 +278,7 @@ class _AsyncVerifiedStream(httpx.AsyncByteStream):
 
     async def _finish(self, raw: bytes) -> None:
         answer = self.t.v.answer(self.body, raw, self.response.headers, True)
-        await self.t.v.payer.on_receipt(self.target, answer.receipt, answer.verified)
+        await self.t.v.payer.on_receipt(self.target, answer.receipt, answer.verified, self.paid)
         if self.t.v.strict and not answer.verified:
             raise ReceiptError(answer)
 
@@ -322,26 +330,28 @@ class PayingTransport(httpx.BaseTransport):
         payer, run = self.v.payer, self.runner.run
         body = request.read()
         target = _target(request.url)
-        sent = _with_headers(request, body, run(payer.prepay(target, body)))
-        response = self.inner.handle_request(sent)
+        paid = run(payer.prepay(target, body))
+        response = self.inner.handle_request(_with_headers(request, body, paid))
         if response.status_code == 402:
             response.read()
+            run(payer.on_receipt(target, None, False, paid))
             headers = run(payer.on_challenge(target, body, response))
             if headers is None:
                 return response
             response.close()
-            response = self.inner.handle_request(_with_headers(request, body, headers))
+            paid = headers
+            response = self.inner.handle_request(_with_headers(request, body, paid))
         if response.status_code != 200:
-            run(payer.on_receipt(target, None, False))
+            run(payer.on_receipt(target, None, False, paid))
             return response
         if "text/event-stream" in response.headers.get("content-type", ""):
-            stream = _VerifiedStream(self, target, body, response)
+            stream = _VerifiedStream(self, target, body, response, paid)
             return httpx.Response(200, headers=response.headers, stream=stream,
                                   extensions=response.extensions)  # fmt: skip
         raw = response.read()
         response.close()
         answer = self.v.answer(body, raw, response.headers, False)
-        run(payer.on_receipt(target, answer.receipt, answer.verified))
+        run(payer.on_receipt(target, answer.receipt, answer.verified, paid))
         if self.v.strict and not answer.verified:
             raise ReceiptError(answer)
         return httpx.Response(200, headers=response.headers, content=raw,
@@ -353,9 +363,15 @@ class PayingTransport(httpx.BaseTransport):
 
 class _VerifiedStream(httpx.SyncByteStream):
     def __init__(
-        self, t: PayingTransport, target: str, body: bytes, response: httpx.Response
+        self,
+        t: PayingTransport,
+        target: str,
+        body: bytes,
+        response: httpx.Response,
+        paid: dict[str, str],
     ) -> None:
         self.t, self.target, self.body, self.response = t, target, body, response
+        self.paid = paid
 
     def __iter__(self) -> Iterator[bytes]:
         seen = bytearray()
@@ -377,7 +393,8 @@ class _VerifiedStream(httpx.SyncByteStream):
 
     def _finish(self, raw: bytes) -> None:
         answer = self.t.v.answer(self.body, raw, self.response.headers, True)
-        self.t.runner.run(self.t.v.payer.on_receipt(self.target, answer.receipt, answer.verified))
+        payer = self.t.v.payer
+        self.t.runner.run(payer.on_receipt(self.target, answer.receipt, answer.verified, self.paid))
         if self.t.v.strict and not answer.verified:
             raise ReceiptError(answer)
 

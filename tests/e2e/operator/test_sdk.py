@@ -3,6 +3,8 @@ pays, every receipt verifies, streaming included."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from eth_account.signers.local import LocalAccount
 
@@ -88,3 +90,39 @@ def test_sync_client_spendauth_and_channel(
                 if c.choices
             )
             assert text and client.last_answer is not None and client.last_answer.verified
+
+
+async def test_channel_with_concurrent_requests(
+    paid_operator: PaidOperator,
+    payer: LocalAccount,
+    manifest: Manifest,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Vouchers stay increasing and cover every request in flight; the deposit is
+    topped up when it runs short."""
+    client = AsyncClient(
+        paid_operator.url,
+        payment="channel",
+        wallet=payer,
+        manifest=manifest,
+        home=tmp_path,
+        channel_deposit=2_000,
+    )  # type: ignore[arg-type]
+
+    async def ask() -> None:
+        reply = await client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=8,  # type: ignore[arg-type]
+        )
+        answer = client.answer_for(reply)
+        assert answer is not None and answer.verified and answer.cost
+
+    try:
+        await ask()  # opens the channel
+        await asyncio.gather(ask(), ask(), ask())
+        await ask()
+        payment = client.last_answer.payment  # type: ignore[union-attr]
+        assert payment is not None and int(payment["channel_consumed"]) > 0
+    finally:
+        await client.close()

@@ -23,10 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--payer-keystore", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    import uvicorn
-
     from mercato.chain.manifest import Manifest
-    from mercato.cli.common import setup_logging
+    from mercato.cli.common import serve_asgi, setup_logging
     from mercato.cli.router import _banner
     from mercato.client.payments import EscrowRef
     from mercato.client.wallet import load_wallet
@@ -42,19 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     manifest = Manifest.load(args.manifest)
     account = load_wallet(args.payer_keystore, os.environ.get(PASSWORD_ENV, ""))
     payer = SpendAuthPayer(account, EscrowRef(manifest.chain_id, manifest.addresses.escrow))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, payer=payer, on_ready=_banner),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    server.run()
-    if server.started is False:
-        raise SystemExit(1)
+    serve_asgi(create_app(settings, payer=payer, on_ready=_banner), settings.host, settings.port)
 
 
 if __name__ == "__main__":

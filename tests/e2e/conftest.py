@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from mercato.chain.anvil import find_anvil
+from mercato.chain.errors import AnvilNotFound
 from mercato.network.local import INFO_FILE, NetworkInfo
 from tests.helpers import free_port
 
@@ -28,6 +30,10 @@ def listening(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetworkInfo]:
+    try:
+        find_anvil()
+    except AnvilNotFound as exc:
+        pytest.skip(f"anvil is not installed: {exc}")
     home = tmp_path_factory.mktemp("network")
     base = free_port()
     ports = ["--router-port", str(free_port()), "--anvil-port", str(free_port())]

@@ -96,3 +96,16 @@ def test_nonces_are_dense_within_a_word() -> None:
     assert len(set(nonces)) == 300
     assert {nonce_word(n) for n in nonces[:256]} == {nonce_word(nonces[0])}
     assert [nonce_bit(n) for n in nonces[:3]] == [0, 1, 2]
+
+
+def test_allow_list_matches_token_hashes_only() -> None:
+    import hashlib
+
+    from mercato.payments.service import PaymentService
+
+    listed = hashlib.sha256(b"local-dev-key").hexdigest()
+    svc = PaymentService(None, None, None, allow_key_hashes=frozenset({listed}))  # type: ignore[arg-type]
+    assert svc.allowed_free({"authorization": "Bearer local-dev-key"})
+    assert not svc.allowed_free({"authorization": "Bearer local-dev-kez"})
+    assert not svc.allowed_free({"authorization": listed})  # the hash itself is no key
+    assert not svc.allowed_free({})

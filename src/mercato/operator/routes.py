@@ -142,10 +142,14 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
         return receipt
 
     async def abort(sent_tokens: int, last: StreamEvent | None, outcome: str) -> None:
-        """Cut off: the payer pays for the tokens that were generated and sent."""
+        """Cut off: the payer pays for the prompt and the tokens generated and sent, or
+        nothing when no token was sent."""
         m.aborted.labels(outcome).inc()
         record(last.usage if last else None, outcome)
         if payment is not None and state.payments is not None:
+            if sent_tokens == 0:
+                await state.payments.release(payment)
+                return
             prompt = int(payment.extra.get("prompt_tokens", 0))
             await state.payments.capture(
                 payment, prompt, sent_tokens, last.id if last and last.id else ""

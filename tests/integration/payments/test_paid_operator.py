@@ -346,12 +346,15 @@ async def test_paid_streams(paid_operator: PaidOperator, payer: LocalAccount) ->
         "messages": [{"role": "user", "content": "Write a long story about a lighthouse."}],
     })  # fmt: skip
     received = 0
-    async with httpx.AsyncClient(timeout=60) as c, c.stream(
-        "POST",
-        f"{op.url}/v1/chat/completions",
-        content=long_body,
-        headers={SPEND_AUTH_HEADER: long_signed.encode()},
-    ) as streamed:
+    async with (
+        httpx.AsyncClient(timeout=60) as c,
+        c.stream(
+            "POST",
+            f"{op.url}/v1/chat/completions",
+            content=long_body,
+            headers={SPEND_AUTH_HEADER: long_signed.encode()},
+        ) as streamed,
+    ):
         async for chunk in streamed.aiter_bytes():
             received += chunk.count(b'"content":"')
             if received >= 5:

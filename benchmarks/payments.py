@@ -90,7 +90,12 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mercato-paybench-"))
     engine = make_engine(f"sqlite:///{tmp / 'op.db'}")
     migrate(engine)
-    service = PaymentService(PaymentStore(engine), ChainView(FundedEscrow()), ctx)  # type: ignore[arg-type]
+    service = PaymentService(
+        PaymentStore(engine),
+        ChainView(FundedEscrow()),  # type: ignore[arg-type]
+        ctx,
+        inline_db=True,  # as the operator runs it on SQLite
+    )
     await service.start()
     fresh = [
         sign_spend_authorization(payer, ref, operator, 50_000, nonces.next()).encode()

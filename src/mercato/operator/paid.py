@@ -77,6 +77,7 @@ async def paid_mode(
             methods=tuple(settings.methods),
             allow_key_hashes=frozenset(h.lower() for h in settings.allow_key_sha256),
             channel_credit_limit=settings.channel_credit_limit,
+            inline_db=engine.dialect.name == "sqlite",
         )
         x402 = None
         if "x402" in settings.methods:

@@ -112,7 +112,11 @@ class PaymentService:
         allow_key_hashes: frozenset[str] = frozenset(),
         channel_credit_limit: int = 0,
         challenge: Challenge | None = None,
+        inline_db: bool = False,
     ) -> None:
+        """``inline_db``: run the two per-request writes (reserve, capture) on the event
+        loop instead of the database thread. Right for SQLite, where the write (~90 µs)
+        costs less than the hand-off to a thread (~140 µs); wrong for a networked DB."""
         self.store = store
         self.view = view
         self.ctx = ctx
@@ -123,6 +127,7 @@ class PaymentService:
         self._channels: dict[str, _ChannelState] = {}
         self._db = ThreadPoolExecutor(1, thread_name_prefix="payments-db")
         self.challenge = challenge  # builds the 402 challenge headers (x402)
+        self._inline = inline_db
 
     @property
     def paid(self) -> bool:
@@ -130,6 +135,10 @@ class PaymentService:
 
     async def run_db(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def hot_db(self, fn: Any, *args: Any) -> Any:
+        """A short per-request write: inline for SQLite, else on the database thread."""
+        return fn(*args) if self._inline else await self.run_db(fn, *args)
 
     async def start(self) -> None:
         voided = await self.run_db(self.store.void_unfinished)
@@ -216,7 +225,7 @@ class PaymentService:
             )
         self._owed[payer] = self._owed.get(payer, 0) + auth.max_amount  # before any await
         try:
-            fresh = await self.run_db(self.store.reserve_spend, signed)
+            fresh = await self.hot_db(self.store.reserve_spend, signed)
         except BaseException:
             self._owed[payer] -= auth.max_amount
             raise
@@ -312,7 +321,7 @@ class PaymentService:
         payment.captured = True
         if payment.method == "spendauth":
             payer, nonce = payment.key
-            await self.run_db(self.store.capture_spend, payer, nonce, amount, request_id)
+            await self.hot_db(self.store.capture_spend, payer, nonce, amount, request_id)
             self._owed[payer] = self._owed.get(payer, 0) - payment.max_amount + amount
         elif payment.method == "channel":
             state = self._channels[payment.key]

@@ -55,9 +55,12 @@ def assemble() -> str:
             body = path.read_text().strip().splitlines()
             if body and body[0].startswith("#"):
                 body = body[1:]  # the part's own title
-            out += [*body, ""]
+            out += [("#" + line if line.startswith("## ") else line) for line in body] + [""]
         else:
             out += [f"Not measured yet: run `.venv/bin/python -m benchmarks {part}`.", ""]
+    notes = ROOT / "benchmarks" / "notes.md"
+    if notes.exists():
+        out += [notes.read_text().strip(), ""]
     out.append(f"_Assembled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC._")
     return "\n".join(out) + "\n"
 

@@ -31,6 +31,14 @@ Endpoint = Literal["chat", "completion"]
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completion": "/completions"}
 RETRY_STATUSES = frozenset({404, 408, 429})
 PASSED_HEADERS = ("content-type", "retry-after")
+# The operator's own x402 headers, passed on to a client that pays the operator itself.
+WALLET_PASSED_HEADERS = (*PASSED_HEADERS, "payment-required", "payment-response")
+# The headers with which a client pays the operator directly (docs/protocols/payments.md).
+WALLET_PAYMENT_HEADERS = (
+    "x-mercato-spend-authorization",
+    "x-mercato-channel-voucher",
+    "payment-signature",
+)
 ATTEMPTS_HEADER = "X-Mercato-Attempts"
 
 
@@ -79,6 +87,7 @@ class OpenStream:
     _resp: aiohttp.ClientResponse
     _done: Callable[[bool, float, float | None], None]
     _finished: bool = field(default=False)
+    headers: dict[str, str] = field(default_factory=dict)  # upstream headers passed on
 
     def finish(self, ok: bool) -> None:
         if not self._finished:
@@ -146,10 +155,14 @@ class Forwarder:
             raise UpstreamError("router not started")
         return self._session
 
-    async def _headers(self, offer: Offer, estimate: Estimate) -> dict[str, str]:
+    async def _headers(
+        self, offer: Offer, estimate: Estimate, wallet: dict[str, str] | None
+    ) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if offer.kind == "provider":
             headers.update(self._provider_headers(offer))
+        elif wallet is not None:  # the client pays the operator itself: no payment of ours
+            headers.update(wallet)
         else:
             headers.update(await self.payer.payment_headers(offer, estimate))
         return headers
@@ -179,16 +192,24 @@ class Forwarder:
         return _Done(self.stats.get(offer.upstream), offer, attempts, started)
 
     async def complete(
-        self, endpoint: Endpoint, plan: list[Candidate], bodies: RequestBodies, estimate: Estimate
+        self,
+        endpoint: Endpoint,
+        plan: list[Candidate],
+        bodies: RequestBodies,
+        estimate: Estimate,
+        wallet: dict[str, str] | None = None,
     ) -> Served:
+        """``wallet``: the client's own payment headers for the operator (possibly none,
+        to get the operator's 402 challenge); the router's payer is then not asked."""
         attempts: list[Attempt] = []
+        keep = PASSED_HEADERS if wallet is None else WALLET_PASSED_HEADERS
         last_error: MercatoError | None = None
         async for offer, timeout in self._plan(plan):
             started = time.monotonic()
             done = self._attempt_done(offer, attempts, started)
             body = bodies.for_offer(offer)
             try:
-                headers = await self._headers(offer, estimate)
+                headers = await self._headers(offer, estimate, wallet)
                 async with self.session.post(
                     offer.base_url + PATHS[endpoint],
                     data=body,
@@ -208,7 +229,7 @@ class Forwarder:
                 done("connect_error", False, None)
                 last_error = UpstreamError(f"{offer.name}: {exc!r}", code="upstream_unreachable")
                 continue
-            if offer.kind == "operator":
+            if offer.kind == "operator" and wallet is None:
                 await self.payer.on_response(offer, status, resp_headers, None)
             if status == 200:
                 receipt: Receipt | None = None
@@ -223,7 +244,7 @@ class Forwarder:
                         )
                         continue
                 done("ok", True, status)
-                passed = {k: v for k, v in resp_headers.items() if k in PASSED_HEADERS}
+                passed = {k: v for k, v in resp_headers.items() if k in keep}
                 if receipt is not None:
                     passed[RECEIPT_HEADER] = resp_headers[RECEIPT_HEADER.lower()]
                 return Served(
@@ -234,22 +255,28 @@ class Forwarder:
                 last_error = _upstream_status_error(offer, status, data)
                 continue
             done("client_error", None, status)
-            passed = {k: v for k, v in resp_headers.items() if k in PASSED_HEADERS}
+            passed = {k: v for k, v in resp_headers.items() if k in keep}
             return Served(offer, status, data, passed, None, attempts, time.monotonic() - started)
         raise _exhausted(attempts, last_error)
 
     async def open_stream(
-        self, endpoint: Endpoint, plan: list[Candidate], bodies: RequestBodies, estimate: Estimate
+        self,
+        endpoint: Endpoint,
+        plan: list[Candidate],
+        bodies: RequestBodies,
+        estimate: Estimate,
+        wallet: dict[str, str] | None = None,
     ) -> OpenStream | Served:
         """The first upstream whose stream starts; an upstream's own 4xx as Served."""
         attempts: list[Attempt] = []
+        keep = PASSED_HEADERS if wallet is None else WALLET_PASSED_HEADERS
         last_error: MercatoError | None = None
         async for offer, timeout in self._plan(plan):
             started = time.monotonic()
             done = self._attempt_done(offer, attempts, started)
             resp: aiohttp.ClientResponse | None = None
             try:
-                headers = await self._headers(offer, estimate)
+                headers = await self._headers(offer, estimate, wallet)
                 resp = await self.session.post(
                     offer.base_url + PATHS[endpoint],
                     data=bodies.for_offer(offer),
@@ -270,7 +297,7 @@ class Forwarder:
                         continue
                     done("client_error", None, status)
                     hdrs = {k.lower(): v for k, v in resp.headers.items()}
-                    passed = {k: v for k, v in hdrs.items() if k in PASSED_HEADERS}
+                    passed = {k: v for k, v in hdrs.items() if k in keep}
                     elapsed = time.monotonic() - started
                     return Served(offer, status, data, passed, None, attempts, elapsed)
                 events = sse_events(resp.content)
@@ -288,9 +315,15 @@ class Forwarder:
                 last_error = UpstreamError(f"{offer.name}: {exc!r}", code="upstream_unreachable")
                 continue
             ttft = time.monotonic() - started
-            return OpenStream(
+            opened = OpenStream(
                 offer, first, events, attempts, ttft, started, resp, _stream_done(done)
             )
+            if wallet is not None:
+                opened.headers = {
+                    k.lower(): v for k, v in resp.headers.items() if k.lower() in keep
+                }
+                opened.headers.pop("content-type", None)
+            return opened
         raise _exhausted(attempts, last_error)
 
 

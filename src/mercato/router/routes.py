@@ -14,7 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mercato.errors import InvalidRequest, MercatoError, NotFound, PayloadTooLarge, Unavailable
 from mercato.router.credits import Hold
-from mercato.router.forward import ATTEMPTS_HEADER, Endpoint, OpenStream, RequestBodies, Served
+from mercato.router.forward import (
+    ATTEMPTS_HEADER,
+    WALLET_PAYMENT_HEADERS,
+    Endpoint,
+    OpenStream,
+    RequestBodies,
+    Served,
+)
 from mercato.router.history import RequestRecord, now_ms
 from mercato.router.keys import ApiKey
 from mercato.router.pricing import Estimate, offer_cost
@@ -73,6 +80,26 @@ def authenticate(state: RouterState, request: Request) -> ApiKey | None:
     if token is None and mode == "optional":
         return None
     return state.keys.authenticate(token)
+
+
+PAYMENT_MODE_HEADER = "x-mercato-payment"
+
+
+def wallet_payment(request: Request) -> dict[str, str] | None:
+    """The client's own payment for the operator (its payment headers, possibly none
+    when it asks for the operator's challenge with ``X-Mercato-Payment: wallet``), or
+    None when the router is to bill the request in credits and pay the operator."""
+    paid = {h: v for h in WALLET_PAYMENT_HEADERS if (v := request.headers.get(h))}
+    if paid:
+        return paid
+    mode = (request.headers.get(PAYMENT_MODE_HEADER) or "").strip().lower()
+    if mode == "wallet":
+        return {}
+    if mode not in ("", "credits"):
+        raise InvalidRequest(
+            "X-Mercato-Payment must be wallet or credits", code="invalid_payment_mode"
+        )
+    return None
 
 
 def _int_header(request: Request, name: str) -> int | None:
@@ -181,7 +208,8 @@ HOT_ROUTES = (("/v1/chat/completions", chat_completions), ("/v1/completions", co
 async def handle(request: Request, endpoint: Endpoint) -> Response:
     st = state_of(request)
     started = time.monotonic()
-    key = authenticate(st, request)
+    wallet = wallet_payment(request)
+    key = authenticate(st, request) if wallet is None else None
     raw = await read_body(request, st.settings.max_body_bytes)
     try:
         doc = orjson.loads(raw)
@@ -196,8 +224,18 @@ async def handle(request: Request, endpoint: Endpoint) -> Response:
     if not offers:
         raise NotFound(f"The model `{model}` does not exist", code="model_not_found", param="model")
     route = build_route(st, request, doc, model)
+    if wallet is not None:
+        offers = [o for o in offers if o.kind == "operator"]  # only operators take wallets
+        if wallet and route.pin.operator is None:
+            raise InvalidRequest(
+                "a request paid with the client's own payment must pin its operator with "
+                "X-Mercato-Operator (the payment names one operator)",
+                code="operator_pin_required",
+            )
     candidates = st.stats.candidates(offers)
     plan = rank(candidates, route, st.rng)
+    if wallet:
+        plan = plan[:1]  # the payment is for that operator: no failover
     if not plan:
         err = _no_plan(candidates, route)
         st.metrics.refused.labels(err.code).inc()
@@ -218,13 +256,13 @@ async def handle(request: Request, endpoint: Endpoint) -> Response:
         except MercatoError as err:
             st.metrics.refused.labels(err.code).inc()
             raise
-    call = _Call(st, endpoint, route, rid, key, hold, started, raw)
+    call = _Call(st, endpoint, route, rid, key, hold, started, raw, wallet is not None)
     bodies = RequestBodies(raw, doc)
     try:
         if route.stream:
-            opened = await st.forwarder.open_stream(endpoint, plan, bodies, estimate)
+            opened = await st.forwarder.open_stream(endpoint, plan, bodies, estimate, wallet)
         else:
-            opened = await st.forwarder.complete(endpoint, plan, bodies, estimate)
+            opened = await st.forwarder.complete(endpoint, plan, bodies, estimate, wallet)
     except MercatoError as err:
         call.failed(err.status, attempts=int(err.headers.get(ATTEMPTS_HEADER, "0")))
         raise
@@ -246,9 +284,18 @@ class _Call:
         hold: Hold | None,
         started: float,
         raw: bytes,
+        wallet: bool = False,
     ) -> None:
         self.st, self.endpoint, self.route, self.rid = st, endpoint, route, rid
         self.key, self.hold, self.started, self.raw = key, hold, started, raw
+        self.wallet = wallet  # the client pays the operator itself: no credits
+
+    def headers(self, offer: Offer, attempts: int) -> dict[str, str]:
+        headers = served_headers(offer, self.route.effective_strategy, self.rid, attempts)
+        if self.wallet:
+            headers["X-Mercato-Payment"] = "wallet"
+            headers["X-Mercato-Operator"] = offer.upstream
+        return headers
 
     def record(
         self,
@@ -307,7 +354,7 @@ class _Call:
     async def _charge(self, record: RequestRecord) -> int:
         if self.hold is None:
             self.st.writer.add_history(record.row())
-            return record.cost
+            return 0 if self.wallet else record.cost  # a wallet paid the operator itself
         charged = await self.st.credits.settle(self.hold, record.cost, record.row())
         self.st.metrics.charged.inc(charged)
         return charged
@@ -315,9 +362,7 @@ class _Call:
     async def answer(self, served: Served) -> Response:
         offer = served.offer
         self._attempt_metrics(served.attempts)
-        headers = served_headers(
-            offer, self.route.effective_strategy, self.rid, len(served.attempts)
-        )
+        headers = self.headers(offer, len(served.attempts))
         headers.update(served.headers)
         if served.status != 200:
             self.failed(served.status, len(served.attempts))
@@ -342,9 +387,8 @@ class _Call:
 
     def stream(self, opened: OpenStream) -> Response:
         offer = opened.offer
-        headers = served_headers(
-            offer, self.route.effective_strategy, self.rid, len(opened.attempts) + 1
-        )
+        headers = self.headers(offer, len(opened.attempts) + 1)
+        headers.update(opened.headers)
 
         async def finish(outcome: StreamOutcome) -> bytes:
             self._attempt_metrics(opened.attempts)

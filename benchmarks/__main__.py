@@ -25,6 +25,7 @@ PARTS = {  # part -> section title, in report order
     "payments": "Payment checks",
     "router": "Router (gateway) overhead, beside LiteLLM",
     "gas": "Gas per settled request",
+    "market": "Scale of the market",
 }
 
 

@@ -126,7 +126,11 @@ async def discovery(sizes: list[int], tmp: Path) -> list[str]:
                         "data": call._encode_transaction_data(),
                         "gas": 600_000,
                     }
-                    await w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+                    tx_hash = await w3.eth.send_transaction(tx)  # type: ignore[arg-type]
+                    # wait: anvil accepts but silently never mines some fire-and-forget
+                    # impersonated transactions after ~1,700 in a row (seen with 1.7.1)
+                    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+                    assert receipt["status"] == 1, receipt
                 registered += 1
             setup_s = time.perf_counter() - t0
             runs = []

@@ -111,7 +111,6 @@ class AnvilConfig:
     binary: str | None = None
     log_path: Path | None = None  # None: a temporary file, removed on stop
     startup_timeout: float = 20.0
-    transaction_block_keeper: int = 10_000_000  # blocks whose transactions/logs stay queryable
 
 
 class Anvil:
@@ -149,10 +148,6 @@ class Anvil:
             "--accounts", str(cfg.accounts),
             "--balance", str(cfg.balance_eth),
             "--mnemonic", cfg.mnemonic,
-            # Keep every block's transactions and logs: by default anvil drops old ones
-            # from memory, and a router syncing from the deployment block then misses
-            # the first operators of a long-running devnet (seen at ~2,000 blocks).
-            "--transaction-block-keeper", str(cfg.transaction_block_keeper),
         ]  # fmt: skip
         if cfg.block_time is not None:
             cmd += ["--block-time", f"{cfg.block_time:g}"]

@@ -21,6 +21,7 @@ import httpx
 import orjson
 
 from mercato.client.paying import PaymentStrategy
+from mercato.client.verify import response_id
 from mercato.protocol.receipts import (
     RECEIPT_HEADER,
     SSE_DONE,
@@ -59,18 +60,6 @@ class PaidAnswer:
     cost: int | None  # base units: the receipt's signed charge, or the router's bill
     payment: dict[str, Any] | None
     stream: bool
-
-
-def _response_id(signed: bytes, stream: bool) -> str | None:
-    body = signed
-    if stream:
-        first = signed.lstrip().split(b"\n", 1)[0]
-        body = first[5:].strip() if first.startswith(b"data:") else b""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    return str(doc["id"]) if isinstance(doc, dict) and doc.get("id") else None
 
 
 def _router_cost(raw: bytes, headers: httpx.Headers) -> int | None:
@@ -122,7 +111,7 @@ def check_answer(
     if cost is None and payment is not None and payment.get("charged") is not None:
         cost = int(payment["charged"])
     return PaidAnswer(
-        response_id=_response_id(signed, stream),
+        response_id=response_id(signed),
         verified=verified,
         reason=reason,
         receipt=receipt,

@@ -89,19 +89,7 @@ class Ed25519Signer:
 
 def recover_personal(message: bytes, signature: bytes) -> str:
     """The checksummed address that produced an EIP-191 ``signature`` over ``message``."""
-    if len(signature) != 65:
-        raise ValueError("ECDSA signature must be 65 bytes")
-    v = signature[64]
-    if v >= 27:
-        v -= 27
-    if v not in (0, 1):
-        raise ValueError("bad recovery id in ECDSA signature")
-    if int.from_bytes(signature[32:64], "big") > _SECP256K1_N // 2:
-        raise ValueError("non-canonical (high-s) ECDSA signature")
-    public_key = coincurve.PublicKey.from_signature_and_message(
-        signature[:64] + bytes([v]), eip191_digest(message), hasher=None
-    )
-    return address_from_public_key(public_key)
+    return to_checksum_address(recover_digest(eip191_digest(message), signature))
 
 
 def verify_ed25519(message: bytes, signature: bytes, public_key: bytes) -> bool:
@@ -125,7 +113,7 @@ def recover_digest(digest: bytes, signature: bytes) -> str:
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:64], "big")
     if v not in (0, 1) or not 0 < r < _SECP256K1_N or not 0 < s <= _SECP256K1_N // 2:
-        raise ValueError("malformed or non-canonical signature")
+        raise ValueError("malformed or non-canonical (high-s) signature")
     try:
         public_key = coincurve.PublicKey.from_signature_and_message(
             signature[:64] + bytes([v]), digest, hasher=None

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from mercato.chain.escrow import ChannelStatus
 from mercato.payments.chainview import ChainView
@@ -35,7 +35,6 @@ from mercato.payments.wire import (
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Method = Literal["free", "spendauth", "channel", "x402"]
 
 

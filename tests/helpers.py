@@ -12,6 +12,8 @@ from typing import Any
 
 import uvicorn
 
+from mercato.asgi_server import uvicorn_config
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,9 +35,8 @@ def doc_blocks(doc: str, prefix: str) -> dict[str, str]:
 async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Run an ASGI app with uvicorn on 127.0.0.1 inside the test's event loop."""
     port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    # As the CLI serves (one write per small response), but no gc.freeze() in pytest.
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, freeze_heap=False))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

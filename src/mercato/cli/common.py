@@ -30,22 +30,13 @@ def setup_logging(level: str) -> None:
 
 
 def serve_asgi(app: Any, host: str, port: int) -> None:
-    """Run an ASGI app in the foreground (uvloop + httptools, no access log) until
+    """Run an ASGI app in the foreground (see :mod:`mercato.asgi_server`) until
     Ctrl-C; exit 1 when it could not start (the reason has been logged)."""
     import uvicorn
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
+    from mercato.asgi_server import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     server.run()
     if server.started is False:
         raise typer.Exit(1)

@@ -21,7 +21,7 @@ router = APIRouter()
 def require_admin(request: Request) -> RouterState:
     st = state_of(request)
     configured = st.settings.billing.admin_token
-    token = bearer(request) or ""
+    token = bearer(request.headers) or ""
     if configured is None:
         raise NotFound(
             "the admin API is disabled (no admin token configured)", code="admin_disabled"
@@ -33,7 +33,7 @@ def require_admin(request: Request) -> RouterState:
 
 def require_key(request: Request) -> tuple[RouterState, ApiKey]:
     st = state_of(request)
-    return st, st.keys.authenticate(bearer(request))
+    return st, st.keys.authenticate(bearer(request.headers))
 
 
 async def _json(request: Request) -> dict[str, Any]:

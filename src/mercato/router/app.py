@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from mercato.operator.app import install_error_handlers
 from mercato.router import admin, routes
+from mercato.router.asgi import RouterASGI
 from mercato.router.breaker import BreakerConfig
 from mercato.router.credits import Credits
 from mercato.router.discovery import Discovery
@@ -55,8 +56,9 @@ def create_app(
     *,
     payer: Payer | None = None,
     on_ready: Callable[[RouterState], None] | None = None,
-) -> FastAPI:
-    """``payer`` defaults to :class:`NoPayment` (operators in free mode)."""
+) -> RouterASGI:
+    """The router as an ASGI app (inference endpoints served directly, see asgi.py).
+    ``payer`` defaults to :class:`NoPayment` (operators in free mode)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,8 +145,6 @@ def create_app(
 
     app = FastAPI(title="Mercato router", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    for path, endpoint in routes.HOT_ROUTES:
-        app.add_route(path, endpoint, methods=["POST"])
     app.include_router(routes.router)
     app.include_router(admin.router)
-    return app
+    return RouterASGI(app)

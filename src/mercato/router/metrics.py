@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -59,3 +61,22 @@ class RouterMetrics:
         self.writer_queue = Gauge(
             "mercato_router_writer_queue", "Jobs waiting for the database writer.", registry=r
         )
+
+        # Labelled children, looked up once: ``labels()`` takes a lock and builds a key.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request_done(
+        self, endpoint: str, status: int, upstream_kind: str, stream: bool, latency_s: float
+    ) -> None:
+        self._child(self.requests, endpoint, str(status), upstream_kind).inc()
+        self._child(self.latency, endpoint, "true" if stream else "false").observe(latency_s)
+
+    def attempt(self, upstream: str, outcome: str) -> None:
+        self._child(self.attempts, upstream, outcome).inc()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mercato.errors import InvalidRequest, MercatoError, NotFound, PayloadTooLarge, Unavailable
+from mercato.errors import InvalidRequest, MercatoError, NotFound, Unavailable
 from mercato.router.credits import Hold
 from mercato.router.forward import (
     ATTEMPTS_HEADER,
@@ -42,6 +43,7 @@ from mercato.router.selection import (
 from mercato.router.state import RouterState
 
 router = APIRouter()
+Headers = Mapping[str, str]  # request headers by lower-case name
 
 
 def state_of(request: Request) -> RouterState:
@@ -55,28 +57,18 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
-    body = await request.body()
-    if len(body) > limit:
-        raise PayloadTooLarge(f"request body over the limit of {limit} bytes")
-    return body
-
-
-def bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
+def bearer(headers: Headers) -> str | None:
+    auth = headers.get("authorization")
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    return headers.get("x-api-key")
 
 
-def authenticate(state: RouterState, request: Request) -> ApiKey | None:
+def authenticate(state: RouterState, headers: Headers) -> ApiKey | None:
     mode = state.settings.billing.auth
     if mode == "off":
         return None
-    token = bearer(request)
+    token = bearer(headers)
     if token is None and mode == "optional":
         return None
     return state.keys.authenticate(token)
@@ -85,14 +77,14 @@ def authenticate(state: RouterState, request: Request) -> ApiKey | None:
 PAYMENT_MODE_HEADER = "x-mercato-payment"
 
 
-def wallet_payment(request: Request) -> dict[str, str] | None:
+def wallet_payment(headers: Headers) -> dict[str, str] | None:
     """The client's own payment for the operator (its payment headers, possibly none
     when it asks for the operator's challenge with ``X-Mercato-Payment: wallet``), or
     None when the router is to bill the request in credits and pay the operator."""
-    paid = {h: v for h in WALLET_PAYMENT_HEADERS if (v := request.headers.get(h))}
+    paid = {h: v for h in WALLET_PAYMENT_HEADERS if (v := headers.get(h))}
     if paid:
         return paid
-    mode = (request.headers.get(PAYMENT_MODE_HEADER) or "").strip().lower()
+    mode = (headers.get(PAYMENT_MODE_HEADER) or "").strip().lower()
     if mode == "wallet":
         return {}
     if mode not in ("", "credits"):
@@ -102,8 +94,8 @@ def wallet_payment(request: Request) -> dict[str, str] | None:
     return None
 
 
-def _int_header(request: Request, name: str) -> int | None:
-    value = request.headers.get(name)
+def _int_header(headers: Headers, name: str) -> int | None:
+    value = headers.get(name)
     if value is None:
         return None
     try:
@@ -112,12 +104,12 @@ def _int_header(request: Request, name: str) -> int | None:
         raise InvalidRequest(f"{name} must be an integer", code="invalid_header") from None
 
 
-def build_route(state: RouterState, request: Request, doc: dict[str, Any], model: str) -> Route:
+def build_route(state: RouterState, headers: Headers, doc: dict[str, Any], model: str) -> Route:
     routing = state.settings.routing
     opts = doc.get("mercato") or {}
     if not isinstance(opts, dict):
         raise InvalidRequest("mercato must be an object", param="mercato")
-    strategy = request.headers.get("x-mercato-strategy") or opts.get("strategy")
+    strategy = headers.get("x-mercato-strategy") or opts.get("strategy")
     strategy = strategy or routing.default_strategy
     if strategy not in STRATEGIES:
         raise InvalidRequest(
@@ -145,9 +137,9 @@ def build_route(state: RouterState, request: Request, doc: dict[str, Any], model
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="provider", code="invalid_provider") from None
     pin = Pin(
-        operator=request.headers.get("x-mercato-operator") or None,
-        service_id=_int_header(request, "x-mercato-service"),
-        blueprint_id=_int_header(request, "x-mercato-blueprint"),
+        operator=headers.get("x-mercato-operator") or None,
+        service_id=_int_header(headers, "x-mercato-service"),
+        blueprint_id=_int_header(headers, "x-mercato-blueprint"),
     )
     max_tokens = doc.get("max_completion_tokens") or doc.get("max_tokens")
     completion = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
@@ -192,25 +184,13 @@ def served_headers(offer: Offer, strategy: Strategy, rid: str, attempts: int) ->
     return headers
 
 
-async def chat_completions(request: Request) -> Response:
-    return await handle(request, "chat")
-
-
-async def completions(request: Request) -> Response:
-    return await handle(request, "completion")
-
-
-# The two hot endpoints are plain Starlette routes (no dependency solving per request);
-# create_app adds them with ``app.add_route``.
-HOT_ROUTES = (("/v1/chat/completions", chat_completions), ("/v1/completions", completions))
-
-
-async def handle(request: Request, endpoint: Endpoint) -> Response:
-    st = state_of(request)
-    started = time.monotonic()
-    wallet = wallet_payment(request)
-    key = authenticate(st, request) if wallet is None else None
-    raw = await read_body(request, st.settings.max_body_bytes)
+async def handle(
+    st: RouterState, endpoint: Endpoint, headers: Headers, raw: bytes, started: float
+) -> Response:
+    """One inference request (see asgi.py for how it arrives): ``headers`` with
+    lower-case names, ``raw`` the whole body, ``started`` its monotonic arrival time."""
+    wallet = wallet_payment(headers)
+    key = authenticate(st, headers) if wallet is None else None
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -223,7 +203,7 @@ async def handle(request: Request, endpoint: Endpoint) -> Response:
     offers = st.table.offers(model)
     if not offers:
         raise NotFound(f"The model `{model}` does not exist", code="model_not_found", param="model")
-    route = build_route(st, request, doc, model)
+    route = build_route(st, headers, doc, model)
     if wallet is not None:
         offers = [o for o in offers if o.kind == "operator"]  # only operators take wallets
         if wallet and route.pin.operator is None:
@@ -246,8 +226,8 @@ async def handle(request: Request, endpoint: Endpoint) -> Response:
         if doc.get("max_tokens") or doc.get("max_completion_tokens")
         else st.settings.billing.default_max_tokens,
     )
-    idem = request.headers.get("idempotency-key")
-    rid = f"{key.key_id}:{idem}" if (key and idem) else uuid.uuid4().hex
+    idem = headers.get("idempotency-key")
+    rid = f"{key.key_id}:{idem}" if (key and idem) else os.urandom(16).hex()
     hold: Hold | None = None
     if key is not None:
         tried = [c.offer for c in plan[: st.settings.routing.max_retries + 1]]
@@ -310,11 +290,8 @@ class _Call:
         signer: str | None = None,
     ) -> RequestRecord:
         latency = time.monotonic() - self.started
-        self.st.metrics.requests.labels(
-            self.endpoint, str(status), offer.kind if offer else "none"
-        ).inc()
-        self.st.metrics.latency.labels(self.endpoint, str(self.route.stream).lower()).observe(
-            latency
+        self.st.metrics.request_done(
+            self.endpoint, status, offer.kind if offer else "none", self.route.stream, latency
         )
         return RequestRecord(
             request_id=self.rid,
@@ -342,7 +319,7 @@ class _Call:
 
     def _attempt_metrics(self, attempts: list[Any]) -> None:
         for a in attempts:
-            self.st.metrics.attempts.labels(a.name, a.outcome).inc()
+            self.st.metrics.attempt(a.name, a.outcome)
         if len(attempts) > 1:
             self.st.metrics.failovers.inc()
 

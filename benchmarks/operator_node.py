@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -31,6 +29,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from benchmarks import plots
 from mercato.crypto.keystore import SigningKeys
 from mercato.crypto.signers import EcdsaSigner, Ed25519Signer
 from mercato.operator.backends.llama_cpp import default_model_path
@@ -163,8 +162,9 @@ async def run_round(url: str, concurrency: int, requests: int, max_tokens: int) 
     return RoundResult(tokens / wall, statistics.median(latencies), p99, tokens)
 
 
-def signing_cost_us(samples: int = 3000) -> tuple[float, float]:
-    """Median microseconds to hash a ~1 KiB response and sign it with both keys."""
+def signing_cost_us(samples: int = 3000) -> list[float]:
+    """Microseconds to hash a ~1 KiB response and sign it with both keys, per run of
+    ``samples // 10`` signatures (10 runs)."""
     signer = ReceiptSigner(
         SigningKeys(EcdsaSigner.from_bytes(os.urandom(32)), Ed25519Signer.from_seed(os.urandom(32)))
     )
@@ -174,13 +174,7 @@ def signing_cost_us(samples: int = 3000) -> tuple[float, float]:
     def once() -> None:
         signer.sign("chatcmpl-x", req_hash, hashlib.sha256(body).hexdigest())
 
-    runs = [timeit.timeit(once, number=samples // 10) / (samples // 10) * 1e6 for _ in range(10)]
-    return statistics.median(runs), min(runs)
-
-
-def fmt(values: list[float], digits: int = 1) -> str:
-    med, lo, hi = statistics.median(values), min(values), max(values)
-    return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+    return [timeit.timeit(once, number=samples // 10) / (samples // 10) * 1e6 for _ in range(10)]
 
 
 async def main() -> None:
@@ -188,7 +182,7 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--requests", type=int, default=24)
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/operator_node.md"))
+    ap.add_argument("--out", type=Path, default=plots.RESULTS / "operator_node.md")
     args = ap.parse_args()
 
     ports = {"direct": free_port(), "operator": free_port()}
@@ -219,25 +213,57 @@ async def main() -> None:
             p.send_signal(signal.SIGTERM)
             p.wait(30)
 
-    sign_med, sign_min = signing_cost_us()
+    sign_runs = signing_cost_us()
+    sign_med = statistics.median(sign_runs)
+    command = (
+        f".venv/bin/python -m benchmarks.operator_node --rounds {args.rounds} --requests "
+        f"{args.requests} --max-tokens {args.max_tokens}"
+    )
+    caption = f"{command} | {plots.machine()} | {plots.today()}"
+    levels = sorted({c for _, c in results})
+    png = plots.bars(
+        args.out.parent / "operator_node_throughput.png",
+        [f"concurrency {c}" for c in levels],
+        {
+            name: [[r.tokens_per_s for r in results[(name, c)]] for c in levels]
+            for name in ("direct", "operator")
+        },
+        title=f"Completion tokens/s (median of {args.rounds} rounds, min-max bars)",
+        ylabel="completion tokens/s",
+        caption=caption,
+    )
+    plots.write_json(
+        args.out.with_suffix(".json"),
+        {
+            "command": command,
+            "machine": plots.machine(),
+            "date": plots.today(),
+            "rounds": [
+                {"server": name, "concurrency": c, **vars(r)}
+                for (name, c), rs in sorted(results.items())
+                for r in rs
+            ],
+            "signing_us": sign_runs,
+        },
+    )
     lines = [
         "### Operator vs `llama_cpp.server` (same model, same run)",
         "",
-        f"Command: `.venv/bin/python -m benchmarks.operator_node --rounds {args.rounds} --requests "
-        f"{args.requests} --max-tokens {args.max_tokens}`. Machine: {os.cpu_count()} cores, "
-        f"{_mem_gib()} GiB, {platform.machine()}; {dt.date.today().isoformat()}. "
+        f"Command: `{command}`. Machine: {plots.machine()}, shared with other work while "
+        f"measuring; {plots.today()}. "
         f"SmolLM2-135M-Instruct Q4_1, n_ctx {N_CTX}, {THREADS} threads each, "
         "non-streaming chat, temperature 0, "
         f"max_tokens {args.max_tokens}; {args.requests} requests per round, {args.rounds} rounds "
-        "alternating between servers; median (min-max) over rounds.",
+        "alternating between servers; median (min-max) over rounds (p50 and p99 are each "
+        "round's own).",
         "",
         "| server | concurrency | completion tokens/s | p50 latency ms | p99 latency ms |",
         "|---|---|---|---|---|",
     ]
     for (name, c), rs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         lines.append(
-            f"| {name} | {c} | {fmt([r.tokens_per_s for r in rs])} | "
-            f"{fmt([r.p50_ms for r in rs])} | {fmt([r.p99_ms for r in rs])} |"
+            f"| {name} | {c} | {plots.span([r.tokens_per_s for r in rs], 1)} | "
+            f"{plots.span([r.p50_ms for r in rs], 1)} | {plots.span([r.p99_ms for r in rs], 1)} |"
         )
     lines.append("")
     for c in (1, 8):
@@ -248,18 +274,14 @@ async def main() -> None:
             f"(goal ≥ 97 %: {'met' if op / direct >= 0.97 else 'NOT met'})"
         )
     lines.append(
-        f"- signing per response (sha256 of 1 KiB + EIP-191 ECDSA + Ed25519): median "
-        f"{sign_med:.0f} µs, best {sign_min:.0f} µs (goal < 200 µs: "
-        f"{'met' if sign_med < 200 else 'NOT met'})"
+        f"- signing per response (sha256 of 1 KiB + EIP-191 ECDSA + Ed25519): "
+        f"{plots.span(sign_runs, 0, ' µs')} over {len(sign_runs)} runs of 300 signatures "
+        f"(goal < 200 µs at the median: {'met' if sign_med < 200 else 'NOT met'})"
     )
+    lines += ["", f"![operator vs direct throughput]({plots.rel(png)})"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def _mem_gib() -> int:
-    with open("/proc/meminfo") as fh:
-        return round(int(fh.readline().split()[1]) / 1024 / 1024)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--runs", type=int, default=5, help="latency runs (the n requests split)")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/payments.md"))
+    ap.add_argument("--out", type=Path, default=plots.RESULTS / "payments.md")
     args = ap.parse_args()
     payer, operator = Account.create(), Account.create().address
     ref = EscrowRef(31337, ESCROW)

@@ -5,7 +5,9 @@
     .venv/bin/python -m benchmarks --report-only   # just re-assemble BENCHMARKS.md
 
 Each part runs as its own process (``python -m benchmarks.<part>``) and writes
-``benchmarks/results/<part>.md``; every number in BENCHMARKS.md comes from one of them.
+``benchmarks/results/<part>.md`` (with its raw numbers in ``<part>.json`` and its plots
+as ``<part>_*.png``, where it has them); every number in BENCHMARKS.md comes from one of
+them. If a part fails, the run stops there and BENCHMARKS.md is left as it was.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +34,21 @@ PARTS = {  # part -> section title, in report order
 
 
 def run(parts: list[str]) -> None:
-    for part in parts:
+    """Run each part in its own process; stop at the first that fails, leaving
+    BENCHMARKS.md as it was."""
+    for k, part in enumerate(parts):
         print(f"== benchmarks.{part}", flush=True)
-        subprocess.run([sys.executable, "-m", f"benchmarks.{part}"], cwd=ROOT, check=True)
+        started = time.monotonic()
+        code = subprocess.run([sys.executable, "-m", f"benchmarks.{part}"], cwd=ROOT).returncode
+        took = time.monotonic() - started
+        if code != 0:
+            sys.exit(
+                f"benchmarks.{part} failed (exit status {code}) after {took:.0f} s; "
+                "BENCHMARKS.md was not rewritten. Parts that finished before it have "
+                "written benchmarks/results/; fix the failure and go on with "
+                f"`.venv/bin/python -m benchmarks {' '.join(parts[k:])}`."
+            )
+        print(f"== benchmarks.{part}: {took:.0f} s", flush=True)
 
 
 def assemble() -> str:
@@ -57,6 +73,9 @@ def assemble() -> str:
             if body and body[0].startswith("#"):
                 body = body[1:]  # the part's own title
             out += [("#" + line if line.startswith("## ") else line) for line in body] + [""]
+            for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", path.read_text()):
+                if not (ROOT / image).exists():
+                    print(f"warning: {path.name} shows {image}, which does not exist")
         else:
             out += [f"Not measured yet: run `.venv/bin/python -m benchmarks {part}`.", ""]
     notes = ROOT / "benchmarks" / "notes.md"
@@ -71,6 +90,9 @@ def main() -> None:
     ap.add_argument("parts", nargs="*", help=f"any of: {', '.join(PARTS)}")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
+    unknown = [p for p in args.parts if p not in PARTS]
+    if unknown:
+        ap.error(f"unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
     if not args.report_only:
         run(args.parts or list(PARTS))
     (ROOT / "BENCHMARKS.md").write_text(assemble())

@@ -1,14 +1,25 @@
-"""Gateway overhead: Mercato's router vs the LiteLLM proxy vs the upstream called directly.
+"""Gateway overhead: Mercato's router vs the LiteLLM proxy vs the upstream called directly,
+non-streaming and streaming, routed to a hosted provider and to a Mercato operator node,
+with time to first token and memory after a soak.
 
-One upstream that answers instantly (aiohttp, its own process). Contenders, each one
-worker process: Mercato's router (the upstream configured as a hosted provider; auth
-off, as LiteLLM runs with only its master key) and the LiteLLM proxy (installed by this
-script into benchmarks/.venv-litellm, never a project dependency). One load generator
-drives all of them: wrk (Debian's package) with a POST script, non-streaming chat, at
-concurrency 1, 16 and 64; rounds alternate between contenders and repeat; tables give
-medians with min-max over rounds.
+Contenders (benchmarks/router_setup.py): the instant upstream itself, a Mercato operator
+node in front of it, Mercato's router with the upstream as a hosted provider, a router
+whose only offer is the operator (receipts verified), and the LiteLLM proxy. Each round,
+for each concurrency, every contender in turn gets a wrk run of non-streaming chat, a
+wrk run of streamed chat, and a benchmarks.loadgen run of streamed chat for time to
+first token; around each wrk run, the CPU time of every process on the request's path is
+read from /proc (CPU ms per request). After the rounds, each contender named by ``--soak``
+gets ``--soak-seconds`` of wrk at concurrency 16 while its processes' RSS is sampled.
+Writes benchmarks/results/router.md, router.json (every raw number, re-rendered by
+``--report-only``) and router_*.png.
 
-    .venv/bin/python -m benchmarks.router [--rounds 3] [--seconds 5] [--no-litellm]
+    .venv/bin/python -m benchmarks.router [--rounds 3] [--seconds 5] [--soak-seconds 600]
+        [--soak mercato,litellm] [--no-litellm] [--report-only]
+
+Default run: about 34 minutes on 2 cores (start-up ~1 min, rounds ~12.5 min, two
+10-minute soaks: mercato and litellm; add mercato-op to soak the router -> operator path,
+which samples both processes, for 10 more minutes).
+Smoke test: ``--rounds 1 --seconds 2 --soak-seconds 10``.
 """
 
 from __future__ import annotations
@@ -16,257 +27,214 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import re
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-LITELLM_VENV = ROOT / "benchmarks" / ".venv-litellm"
-LITELLM_SPEC = "litellm[proxy]==1.106.*"
-MASTER_KEY = "sk-bench-master"
-BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16})
-ANSWER = json.dumps(
-    {
-        "id": "chatcmpl-x",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "m",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
-        ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
-    }
+from benchmarks.router_report import Results, plots, render
+from benchmarks.router_setup import (
+    BODY,
+    CONTENDERS,
+    MASTER_KEY,
+    PATHS,
+    ROOT,
+    STREAM_BODY,
+    WRK_SCRIPT,
+    Fleet,
+    cpu_seconds,
+    describe_machine,
+    loadgen,
+    parse_wrk,
+    rss_kib,
+    wrk,
+    wrk_command,
 )
-UPSTREAM = f"""
-import sys
-from aiohttp import web
-ANSWER = {ANSWER!r}.encode()
-async def chat(_):
-    return web.Response(body=ANSWER, content_type="application/json")
-async def models(_):
-    return web.json_response({{"object": "list", "data": [{{"id": "m", "object": "model"}}]}})
-app = web.Application()
-app.router.add_post("/v1/chat/completions", chat)
-app.router.add_get("/v1/models", models)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
-"""
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = {body}
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {key}"
-"""
+
+Row = dict[str, Any]
+SOAK_CONCURRENCY = 16
+SOAK_SAMPLES = 30
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_up(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not start")
+def command_line(args: argparse.Namespace) -> str:
+    parts = [".venv/bin/python -m benchmarks.router", f"--rounds {args.rounds}"]
+    parts += [f"--seconds {args.seconds:g}", f"--soak-seconds {args.soak_seconds:g}"]
+    if args.ttft_seconds is not None:
+        parts.append(f"--ttft-seconds {args.ttft_seconds:g}")
+    parts.append(f"--soak {','.join(args.soak) or 'none'}")
+    if args.concurrency != [1, 16, 64]:
+        parts.append(f"--concurrency {','.join(map(str, args.concurrency))}")
+    if args.no_litellm:
+        parts.append("--no-litellm")
+    return " ".join(parts)
 
 
-def ensure_litellm() -> Path:
-    binary = LITELLM_VENV / "bin" / "litellm"
-    if not binary.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q"]
-        subprocess.run([*pip, LITELLM_SPEC], check=True)
-    return binary
+def meta_row(args: argparse.Namespace) -> Row:
+    return {
+        "kind": "meta",
+        "command": command_line(args),
+        **describe_machine(),
+        "date": dt.date.today().isoformat(),
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "ttft_seconds": args.ttft_seconds or args.seconds,
+        "concurrency": args.concurrency,
+        "soak_seconds": args.soak_seconds,
+        "soak": [t for t in args.soak if not (args.no_litellm and t == "litellm")],
+    }
 
 
-def ms(value: str) -> float:
-    number, unit = float(re.match(r"[\d.]+", value).group()), value.lstrip("0123456789.")  # type: ignore[union-attr]
-    return number * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+def run_row(kind: str, mode: str, tool: str, target: str, conc: int, rnd: int) -> Row:
+    return {"kind": kind, "mode": mode, "tool": tool, "target": target,
+            "concurrency": conc, "round": rnd}  # fmt: skip
 
 
-def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "errors": float(errors.group(1)) if errors else 0}
+def rss_row(process: str, phase: str, target: str | None, t: float, kib: int) -> Row:
+    return {"kind": "rss", "process": process, "phase": phase, "soak_target": target,
+            "t_s": round(t, 2), "rss_kib": kib}  # fmt: skip
 
 
-def fmt(values: list[float], digits: int = 2) -> str:
-    med, lo, hi = statistics.median(values), min(values), max(values)
-    return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+def soak(fleet: Fleet, target: str, seconds: float, script: Path, rows: list[Row]) -> None:
+    """wrk at concurrency 16 for ``seconds`` against ``target``, RSS of the processes on
+    its path sampled before, SOAK_SAMPLES times during, and after."""
+    processes = PATHS[target]
+
+    def sample(phase: str, t: float) -> None:
+        for p in processes:
+            kib = rss_kib(fleet.pid(p))
+            rows.append(rss_row(p, phase, target, t, kib))
+
+    sample("before", 0.0)
+    result: dict[str, str] = {}
+
+    def run() -> None:
+        import subprocess
+
+        cmd = wrk_command(fleet.urls[target], SOAK_CONCURRENCY, seconds, script)
+        result["out"] = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    step = seconds / SOAK_SAMPLES
+    for i in range(1, SOAK_SAMPLES):
+        time.sleep(max(0.0, started + i * step - time.monotonic()))
+        sample("soak", time.monotonic() - started)
+    thread.join()
+    sample("after", time.monotonic() - started)
+    r = parse_wrk(result["out"])
+    rows.append(
+        {"kind": "soak", "target": target, "concurrency": SOAK_CONCURRENCY, "seconds": seconds} | r
+    )
+    grown = ", ".join(
+        f"{p} {rows[-1 - len(processes) + i]['rss_kib'] / 1024:.1f} MiB"
+        for i, p in enumerate(processes)
+    )
+    print(f"soak {target:10} {r['rps']:8.0f} req/s errors {r['errors']:.0f}; after: {grown}")
+
+
+def measure(args: argparse.Namespace, rows: list[Row]) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="mercato-gw-"))
+    fleet = Fleet(tmp)
+    try:
+        fleet.start(litellm=not args.no_litellm)
+        print(f"started: {', '.join(fleet.urls)}; operator signs as {fleet.operator_address}")
+        for name in fleet.procs:
+            rows.append(rss_row(name, "idle", None, 0.0, rss_kib(fleet.pid(name))))
+        scripts = {}
+        for mode, body in (("json", BODY), ("stream", STREAM_BODY)):
+            scripts[mode] = tmp / f"{mode}.lua"
+            scripts[mode].write_text(WRK_SCRIPT.format(body=json.dumps(body), key=MASTER_KEY))
+        body_file = tmp / "stream.json"
+        body_file.write_text(STREAM_BODY)
+        ttft_s = args.ttft_seconds if args.ttft_seconds is not None else args.seconds
+        for url in fleet.urls.values():  # warm-up
+            for script in scripts.values():
+                wrk(url, 4, 2, script)
+            loadgen(url, 4, 1, body_file)
+        for rnd in range(args.rounds):
+            for conc in args.concurrency:
+                for mode in ("json", "stream"):
+                    for name, url in fleet.urls.items():
+                        path = (*PATHS[name], "upstream")
+                        before = {p: cpu_seconds(fleet.pid(p)) for p in path}
+                        r = wrk(url, conc, args.seconds, scripts[mode])
+                        used = {p: cpu_seconds(fleet.pid(p)) - before[p] for p in path}
+                        cpu = {p: used[p] * 1000 / max(1.0, r["requests"]) for p in path}
+                        rows.append(run_row("load", mode, "wrk", name, conc, rnd) | r)
+                        rows[-1]["cpu_ms"] = cpu
+                        print(
+                            f"{mode:6} {name:10} c={conc:<3} {r['rps']:8.0f} req/s  "
+                            f"p50 {r['p50']:8.2f} ms  p99 {r['p99']:8.2f} ms  "
+                            f"errors {r['errors']:.0f}",
+                            flush=True,
+                        )
+                for name, url in fleet.urls.items():
+                    g = loadgen(url, conc, ttft_s, body_file)
+                    rows.append(run_row("ttft", "stream", "loadgen", name, conc, rnd) | g)
+                    print(
+                        f"ttft   {name:10} c={conc:<3} {g['rps']:8.0f} req/s  "
+                        f"TTFT p50 {g['ttft_p50']:8.2f} ms  p99 {g['ttft_p99']:8.2f} ms  "
+                        f"errors {g['errors']:.0f} {g['error_kinds'] or ''}",
+                        flush=True,
+                    )
+        for target in args.soak:
+            if target in fleet.urls:
+                soak(fleet, target, args.soak_seconds, scripts["json"], rows)
+        crashed = fleet.crashed()
+        if crashed:
+            print(f"exited during the run: {crashed}", file=sys.stderr)
+        rows[0]["crashed"] = crashed
+    finally:
+        fleet.stop()
+    if any(r.get("errors") for r in rows) or rows[0].get("crashed"):
+        print(f"errors or exits: the processes' logs are kept in {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--seconds", type=float, default=5.0, help="each wrk run")
+    ap.add_argument("--ttft-seconds", type=float, help="each loadgen run (default --seconds)")
+    ap.add_argument("--soak-seconds", type=float, default=600.0)
+    ap.add_argument(
+        "--soak",
+        type=lambda s: [t for t in s.split(",") if t and t != "none"],
+        default=["mercato", "litellm"],
+        help=f"contenders to soak, comma-separated, any of {','.join(CONTENDERS)}",
+    )
+    ap.add_argument(
+        "--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 16, 64]
+    )
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="re-render from router.json")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "router.md")
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
-    tmp = Path(tempfile.mkdtemp(prefix="mercato-gw-"))
-    up, mer, lit = free_port(), free_port(), free_port()
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-    targets = {
-        "direct": f"http://127.0.0.1:{up}/v1/chat/completions",
-        "mercato": f"http://127.0.0.1:{mer}/v1/chat/completions",
-    }
-    try:
-        procs["upstream"] = subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up)], **quiet)  # type: ignore[call-overload]
-        (tmp / "router.toml").write_text(
-            f'[router]\nport = {mer}\ndata_dir = "{tmp}"\nlog_level = "warning"\n'
-            '[router.billing]\nauth = "off"\nadmin_token = "bench"\n'
-            f'[[router.providers]]\nname = "instant"\nbase_url = "http://127.0.0.1:{up}/v1"\n'
-            'models = ["m"]\nprice_in_per_m = 1\nprice_out_per_m = 1\n'
-        )
-        procs["mercato"] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mercato.cli.main",
-                "router",
-                "serve",
-                "--config",
-                str(tmp / "router.toml"),
-            ],
-            **quiet,  # type: ignore[call-overload]
-        )
-        if not args.no_litellm:
-            (tmp / "litellm.yaml").write_text(
-                "model_list:\n  - model_name: m\n    litellm_params:\n      model: openai/m\n"
-                f"      api_base: http://127.0.0.1:{up}/v1\n      api_key: unused\n"
-            )
-            env = {
-                **os.environ,
-                "LITELLM_MASTER_KEY": MASTER_KEY,
-                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                "LITELLM_LOG": "ERROR",
-            }
-            procs["litellm"] = subprocess.Popen(
-                [
-                    str(ensure_litellm()),
-                    "--config",
-                    str(tmp / "litellm.yaml"),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(lit),
-                    "--num_workers",
-                    "1",
-                ],
-                env=env,
-                **quiet,  # type: ignore[call-overload]
-            )
-            targets["litellm"] = f"http://127.0.0.1:{lit}/v1/chat/completions"
-        wait_up(f"http://127.0.0.1:{up}/v1/models")
-        wait_up(f"http://127.0.0.1:{mer}/health")
-        if "litellm" in targets:
-            wait_up(f"http://127.0.0.1:{lit}/health/liveliness", timeout=300)
-        script = tmp / "post.lua"
-        script.write_text(WRK_SCRIPT.format(body=json.dumps(BODY), key=MASTER_KEY))
-        for url in targets.values():  # warm-up
-            wrk(url, 4, 2, script)
-        results: dict[tuple[str, int], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
-            for conc in (1, 16, 64):
-                for name, url in targets.items():
-                    r = wrk(url, conc, args.seconds, script)
-                    results.setdefault((name, conc), []).append(r)
-                    print(
-                        f"{name:8} c={conc:<3} {r['rps']:8.0f} req/s  p50 {r['p50']:8.2f} ms  "
-                        f"p99 {r['p99']:8.2f} ms  errors {r['errors']:.0f}",
-                        flush=True,
-                    )
-    finally:
-        for p in procs.values():
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs.values():
-            p.wait(30)
-    write_report(args, results, targets)
-
-
-def write_report(
-    args: argparse.Namespace,
-    results: dict[tuple[str, int], list[dict[str, float]]],
-    targets: dict[str, str],
-) -> None:
-    med = statistics.median
-    lines = [
-        "### Gateway overhead against an instant upstream",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.router --rounds {args.rounds} --seconds "
-        f"{args.seconds:g}`. {os.cpu_count()} cores, {dt.date.today().isoformat()}; wrk -t1, "
-        "non-streaming chat; every contender one worker process on the same 2 cores as the "
-        "upstream and wrk. Median (min-max) over rounds.",
-        "",
-        "| target | concurrency | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for conc in (1, 16, 64):
-        d = results[("direct", conc)]
-        for name in targets:
-            rs = results[(name, conc)]
-            added = (
-                ""
-                if name == "direct"
-                else (
-                    f"{med(r['p50'] for r in rs) - med(r['p50'] for r in d):.2f} | "
-                    f"{med(r['p99'] for r in rs) - med(r['p99'] for r in d):.2f}"
-                )
-            )
-            lines.append(
-                f"| {name} | {conc} | {fmt([r['rps'] for r in rs], 0)} | "
-                f"{fmt([r['p50'] for r in rs])} | {fmt([r['p99'] for r in rs])} | "
-                + (added or " | ")
-                + " |"
-            )
-    lines.append("")
-    d1 = med(r["p50"] for r in results[("direct", 1)])
-    m1 = med(r["p50"] for r in results[("mercato", 1)])
-    lines.append(
-        f"- Mercato adds {m1 - d1:.2f} ms at p50, concurrency 1 (goal <= 1 ms: "
-        f"{'met' if m1 - d1 <= 1 else 'NOT met'})."
-    )
-    if ("litellm", 64) in results:
-        mr = med(r["rps"] for r in results[("mercato", 64)])
-        lr = med(r["rps"] for r in results[("litellm", 64)])
-        dp = med(r["p99"] for r in results[("direct", 64)])
-        mp = med(r["p99"] for r in results[("mercato", 64)]) - dp
-        lp = med(r["p99"] for r in results[("litellm", 64)]) - dp
-        lines.append(
-            f"- Concurrency 64: Mercato {mr:.0f} req/s = {mr / lr:.1f}x LiteLLM's {lr:.0f} "
-            f"(goal >= 10x: {'met' if mr >= 10 * lr else 'NOT met'}); added p99 {mp:.1f} ms "
-            f"vs LiteLLM's {lp:.1f} ms = {mp / lp:.2f} (goal <= 0.10: "
-            f"{'met' if mp <= 0.1 * lp else 'NOT met'})."
-        )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the fleet on the way out
+    json_path = args.out.with_suffix(".json")
+    if args.report_only:
+        rows = json.loads(json_path.read_text())
+    else:
+        if shutil.which("wrk") is None:
+            sys.exit("wrk is not installed: apt-get install wrk")
+        unknown = set(args.soak) - set(CONTENDERS)
+        if unknown:
+            sys.exit(f"--soak: unknown contenders {sorted(unknown)}")
+        rows = [meta_row(args)]
+        measure(args, rows)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=1) + "\n")
+    res = Results(rows)
+    images = plots(res, args.out.parent)
+    text = render(res, images)
+    args.out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -340,8 +340,9 @@ def render(res: Results, images: list[str]) -> str:
         "first content chunk arrives, by a client that sees chunks. The load generator is "
         "Python on one core: against the direct upstream it reached "
         + ", ".join(f"{num(v, 0)} req/s at c={c}" for c, v in direct_ttft.items())
-        + ", so where the direct row is bound by the client (c >= 16) the added TTFT is "
-        "understated.",
+        + ", a ceiling of its own; where the direct row runs near it, direct TTFT includes "
+        "client-side queueing and the added TTFT of the fast contenders is understated "
+        "(compare the contenders with each other there).",
         "",
     ]
     cut = truncated(res)

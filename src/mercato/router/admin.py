@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mercato.errors import AuthenticationFailed, InvalidRequest, NotFound
+from mercato.router.feedback import parse_feedback
 from mercato.router.keys import ApiKey
-from mercato.router.routes import bearer, json_response, state_of
+from mercato.router.routes import authenticate, bearer, json_response, state_of
 from mercato.router.state import RouterState
 
 router = APIRouter()
@@ -176,3 +177,12 @@ async def my_analytics(request: Request, since: int | None = None) -> Response:
 async def my_credits(request: Request) -> Response:
     st, key = require_key(request)
     return json_response({"key_id": key.key_id, "balance": st.credits.balance(key.key_id)})
+
+
+@router.post("/v1/feedback")
+async def give_feedback(request: Request) -> Response:
+    """Score an answer (see feedback.py); the caller must be the one who asked."""
+    st = state_of(request)
+    key = authenticate(st, request.headers)
+    request_id, score = parse_feedback(await _json(request))
+    return json_response(await st.feedback.give(key.key_id if key else None, request_id, score))

@@ -16,6 +16,7 @@ from mercato.router.asgi import RouterASGI
 from mercato.router.breaker import BreakerConfig
 from mercato.router.credits import Credits
 from mercato.router.discovery import Discovery
+from mercato.router.feedback import FeedbackBook
 from mercato.router.forward import ForwardConfig, Forwarder
 from mercato.router.history import History
 from mercato.router.keys import KeyRing
@@ -103,6 +104,7 @@ def create_app(
             credits=credits,
             keys=keys,
             history=History(engine),
+            feedback=FeedbackBook(engine, stats, writer),
             metrics=RouterMetrics(),
             static_offers=configured,
         )
@@ -122,6 +124,7 @@ def create_app(
             chain,
             extra_probe_targets=lambda: state.static_offers,
         )
+        await state.feedback.load()
         await forwarder.start()
         await writer.start()
         await state.discovery.start()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from mercato.router.credits import Credits
+from mercato.router.feedback import FeedbackBook
 from mercato.router.forward import Forwarder
 from mercato.router.history import History
 from mercato.router.keys import KeyRing
@@ -34,6 +35,7 @@ class RouterState:
     credits: Credits
     keys: KeyRing
     history: History
+    feedback: FeedbackBook
     metrics: RouterMetrics
     static_offers: list[Offer]
     table: OfferTable = field(default_factory=OfferTable)

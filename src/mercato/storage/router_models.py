@@ -154,3 +154,15 @@ class RouterRequest(Base):
         Index("ix_router_requests_payer_time", "payer", "created_at"),
         Index("ix_router_requests_time", "created_at"),
     )
+
+
+class RouterFeedback(Base):
+    """A client's score (0 bad .. 1 good) of one answered request: one per request."""
+
+    __tablename__ = "router_feedback"
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    upstream: Mapped[str] = mapped_column(String(96), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,8 +22,13 @@ from eth_account.signers.local import LocalAccount
 
 from mercato.chain.client import ChainClient
 from mercato.chain.manifest import Manifest
-from mercato.client.payments import EscrowRef, NonceAllocator, sign_spend_authorization
-from mercato.payments.wire import SPEND_AUTH_HEADER
+from mercato.client.payments import (
+    EscrowRef,
+    NonceAllocator,
+    sign_spend_authorization,
+    sign_voucher,
+)
+from mercato.payments.wire import SPEND_AUTH_HEADER, VOUCHER_HEADER
 from mercato.protocol.receipts import RECEIPT_HEADER, Receipt, verify_receipt
 from tests.integration.conftest import MODEL
 from tests.integration.payments.conftest import (  # noqa: F401 - fixtures
@@ -63,6 +69,7 @@ async def router(paid_operator: PaidOperator, tmp_path: Path) -> AsyncIterator[s
         tmp_path,
         operators=[static],
         billing={"auth": "required"},
+        routing={"attempt_timeout_s": 60.0},  # the real model, on a busy machine
     )
     async with run_router(settings) as url:
         yield url
@@ -210,3 +217,42 @@ async def test_a_streamed_wallet_request_pinned_by_slug(
     receipt = Receipt.from_json(receipt_line[len(": mercato-receipt ") :])
     assert receipt.payment is not None and receipt.payment["method"] == "spendauth"
     assert ': mercato-cost {"cost":0' in text
+
+
+async def test_channel_vouchers_through_the_router(
+    router: str,
+    paid_operator: PaidOperator,  # noqa: F811
+    payer: LocalAccount,  # noqa: F811
+    chain: ChainClient,
+) -> None:
+    op = paid_operator
+    me = chain.for_account(payer)
+    channel_id, _ = await me.escrow.open_channel(op.address, 10**6, os.urandom(32))
+    operator_before = await chain.token.balance_of(op.address)
+    cumulative, total = 0, 0
+    for i in range(3):
+        cumulative += 50_000  # each voucher covers this request's ceiling, and more
+        voucher = sign_voucher(payer, op.ref, channel_id, cumulative)
+        raw = body(10 + i)
+        headers = {VOUCHER_HEADER: voucher.encode(), "X-Mercato-Operator": "paid"}
+        resp = await post(router, raw, headers)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["X-Mercato-Payment"] == "wallet"
+        assert resp.headers["X-Mercato-Cost"] == "0"  # no credits
+        receipt = Receipt.from_json(resp.headers[RECEIPT_HEADER])
+        assert verify_receipt(receipt, raw, resp.content).ok
+        assert receipt.payment is not None and receipt.payment["method"] == "channel"
+        total += int(receipt.payment["charged"])
+        assert int(receipt.payment["channel_consumed"]) == total
+
+    # A replayed voucher (not above what the channel has consumed) is refused, through
+    # the router, with the operator's reason and without failover.
+    resp = await post(router, body(20), {VOUCHER_HEADER: voucher.encode(), **headers})
+    assert resp.status_code == 402, resp.text
+    assert resp.headers["X-Mercato-Attempts"] == "1"
+
+    async def settled() -> bool:
+        return (await chain.escrow.channels(channel_id)).claimed == total
+
+    await eventually(settled)  # the operator claims the metered total
+    assert await chain.token.balance_of(op.address) == operator_before + total

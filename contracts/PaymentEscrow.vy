@@ -29,12 +29,12 @@ SPEND_AUTHORIZATION_TYPEHASH: constant(bytes32) = keccak256(
     "SpendAuthorization(address payer,address operator,uint256 maxAmount,uint256 nonce,uint256 deadline)"
 )
 VOUCHER_TYPEHASH: constant(bytes32) = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount)")
+EIP191_PREFIX: constant(bytes2) = 0x1901  # EIP-712 digest = keccak256(0x1901 ‖ domain ‖ struct hash)
 
 # secp256k1 n / 2: signatures with a larger s are malleable copies and are refused.
 HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 LOW_255_BITS: constant(uint256) = max_value(uint256) >> 1
-DEADLINE_MASK: constant(uint256) = (1 << 96) - 1
-AMOUNT_MASK: constant(uint256) = (1 << 128) - 1
+AMOUNT_MASK: constant(uint256) = (1 << 96) - 1
 
 # ClaimRejected.reason
 REJECT_EXPIRED: constant(uint8) = 1
@@ -59,13 +59,17 @@ CREJECT_BAD_SIGNATURE: constant(uint8) = 4
 
 # --- types ---------------------------------------------------------------------------
 
+struct Group:
+    # the next `word_count & 255` (>= 1) claims of the batch: this payer's, nonce word
+    # `word_count >> 8`; payer < 2**160
+    payer: uint256
+    word_count: uint256
+
+
 struct Claim:
-    # (payer << 96) | deadline.  payer == 0 means "the payer of the previous claim";
-    # deadline < 2**96.
-    payer_deadline: uint256
-    # (max_amount << 128) | amount; both < 2**128
-    amounts: uint256
-    nonce: uint256
+    # (deadline << 200) | (max_amount << 104) | (amount << 8) | bit: uint56, uint96,
+    # uint96, uint8; the nonce is word * 256 + bit
+    packed: uint256
     # EIP-2098 compact signature: r, and vs = (yParity << 255) | s
     r: bytes32
     vs: bytes32
@@ -107,8 +111,8 @@ event Withdrawn:
     payer: indexed(address)
     amount: uint256
 
-# One event per run of accepted claims with the same payer and nonce word in a batch:
-# the nonces claimed are word * 256 + i for every bit i set in mask; amount is their sum.
+# One event per claim_batch group with accepted claims (one payer, one nonce word): the
+# nonces claimed are word * 256 + i for every bit i set in mask; amount is their sum.
 event SpendsClaimed:
     payer: indexed(address)
     operator: indexed(address)
@@ -285,110 +289,108 @@ def spend_authorization_digest(
     struct_hash: bytes32 = keccak256(
         abi_encode(SPEND_AUTHORIZATION_TYPEHASH, payer, operator, max_amount, nonce, deadline)
     )
-    return keccak256(concat(x"1901", eip712_domain_separator._domain_separator_v4(), struct_hash))
+    return keccak256(concat(EIP191_PREFIX, eip712_domain_separator._domain_separator_v4(), struct_hash))
 
 
 @external
-def claim_batch(claims: DynArray[Claim, MAX_BATCH]):
+def claim_batch(groups: DynArray[Group, MAX_BATCH], claims: DynArray[Claim, MAX_BATCH]):
     """
-    @notice Settle spend authorizations; msg.sender is the operator they name.
-            A bad claim is skipped with ClaimRejected (the rest of the batch settles);
-            the operator is paid the accepted total with one token transfer.
-    @dev Gas: claims are packed (see struct Claim) and hold no `address`-typed field,
-         so the array is copied without per-element checks; the payer's balance and
-         the current nonce word are cached in memory while consecutive claims share
-         them and written back once per run; one SpendsClaimed event per run.
-         Payer 0 can never pass: its balance is always 0 (deposits to 0 are refused)
-         and zero-amount claims are rejected, so ecrecover's 0-on-failure is harmless.
+    @notice Settle spend authorizations; msg.sender is the operator they name. Claims
+            come in groups of one payer and one nonce word (docs/protocols/spendauth.md).
+            A bad claim is skipped with ClaimRejected (the rest of the batch settles); a
+            malformed batch (empty group, group counts not matching the claims, payer
+            >= 2**160) reverts. The operator is paid the accepted total with one transfer.
+    @dev Gas: no field needs ABI validation (both arrays are copied in one go); a group
+         reads and writes its nonce word once and logs one SpendsClaimed; a payer's
+         balance is read and written once per run of consecutive groups. Payer 0 never
+         passes: its balance is always 0 and zero amounts are rejected, so ecrecover's
+         0-on-failure is harmless.
     """
-    prefix: Bytes[34] = concat(x"1901", eip712_domain_separator._domain_separator_v4())
+    domain: bytes32 = eip712_domain_separator._domain_separator_v4()
     operator: address = msg.sender
     total: uint256 = 0
     rejected: uint256 = 0
-
-    # current run: (payer, word); payer 0 holds no state (see @dev)
-    payer: uint256 = 0
+    g: uint256 = 0  # next group
+    left: uint256 = 0  # claims left in the current group
+    # current group: payer, word, base = word << 8, nonce word as read (bits0) and now;
+    # payer's balance as read (balance0), at the group's start (start) and now
+    payer: address = empty(address)
+    word: uint256 = 0
+    base: uint256 = 0
     balance: uint256 = 0
     balance0: uint256 = 0
-    word: uint256 = 0
+    start: uint256 = 0
     bits: uint256 = 0
     bits0: uint256 = 0
-    run_balance0: uint256 = 0
-
     for c: Claim in claims:
-        nonce: uint256 = c.nonce
-        p: uint256 = c.payer_deadline >> 96
-        if nonce >> 8 != word or (p != 0 and p != payer):
+        if left == 0:  # the next group: write the previous one back, read this one
             if bits != bits0:
-                self.nonce_bitmap[convert(payer, address)][word] = bits
-                run_amount: uint256 = unsafe_sub(run_balance0, balance)
-                log SpendsClaimed(
-                    payer=convert(payer, address), operator=operator, word=word, mask=bits ^ bits0, amount=run_amount
-                )
-                total = unsafe_add(total, run_amount)
-            if p != payer and p != 0:
+                self.nonce_bitmap[payer][word] = bits
+                log SpendsClaimed(payer=payer, operator=operator, word=word, mask=bits ^ bits0, amount=unsafe_sub(start, balance))
+            group: Group = groups[g]
+            next_payer: address = convert(group.payer, address)
+            if next_payer != payer:
                 if balance != balance0:
-                    self.balance_of[convert(payer, address)] = balance
-                payer = p
-                balance = self.balance_of[convert(p, address)]
+                    self.balance_of[payer] = balance
+                    total = unsafe_add(total, unsafe_sub(balance0, balance))
+                payer = next_payer
+                balance = self.balance_of[payer]
                 balance0 = balance
-            word = nonce >> 8
-            bits = self.nonce_bitmap[convert(payer, address)][word]
+            start = balance
+            base = group.word_count
+            g = unsafe_add(g, 1)
+            left = base & 255
+            assert left != 0, "escrow: empty group"
+            base = base ^ left
+            word = base >> 8
+            bits = self.nonce_bitmap[payer][word]
             bits0 = bits
-            run_balance0 = balance
-
-        bit: uint256 = 1 << (nonce & 255)
-        deadline: uint256 = c.payer_deadline & DEADLINE_MASK
-        max_amount: uint256 = c.amounts >> 128
-        amount: uint256 = c.amounts & AMOUNT_MASK
-        # `unsafe_sub(amount, 1) >= balance` <=> amount == 0 or amount > balance
-        if block.timestamp > deadline or amount > max_amount or bits & bit != 0 or unsafe_sub(amount, 1) >= balance:
+        left = unsafe_sub(left, 1)
+        p: uint256 = c.packed  # deadline = p >> 200, max_amount = (p >> 104) & AMOUNT_MASK
+        bit: uint256 = 1 << (p & 255)
+        amount: uint256 = (p >> 8) & AMOUNT_MASK
+        # one branch for all cheap checks; `unsafe_sub(amount, 1) >= balance` <=>
+        # amount == 0 or amount > balance
+        if (
+            convert(block.timestamp > p >> 200, uint256)
+            | convert(amount > (p >> 104) & AMOUNT_MASK, uint256)
+            | (bits & bit)
+            | convert(unsafe_sub(amount, 1) >= balance, uint256)
+        ) != 0:
             reason: uint8 = REJECT_INSUFFICIENT_BALANCE
-            if block.timestamp > deadline:
+            if block.timestamp > p >> 200:
                 reason = REJECT_EXPIRED
-            elif amount > max_amount:
+            elif amount > (p >> 104) & AMOUNT_MASK:
                 reason = REJECT_OVER_MAX
             elif bits & bit != 0:
                 reason = REJECT_NONCE_USED
             elif amount == 0:
                 reason = REJECT_ZERO_AMOUNT
-            log ClaimRejected(payer=convert(payer, address), nonce=nonce, reason=reason)
+            log ClaimRejected(payer=payer, nonce=base | (p & 255), reason=reason)
             rejected = unsafe_add(rejected, 1)
             continue
-
         vs: uint256 = convert(c.vs, uint256)
         s: uint256 = vs & LOW_255_BITS
-        if s > HALF_N or payer != convert(
-            ecrecover(
-                keccak256(
-                    concat(
-                        prefix,
-                        keccak256(abi_encode(SPEND_AUTHORIZATION_TYPEHASH, payer, operator, max_amount, nonce, deadline)),
-                    )
-                ),
-                unsafe_add(vs >> 255, 27),
-                c.r,
-                s,
-            ),
-            uint256,
+        if s > HALF_N or payer != ecrecover(
+            keccak256(concat(EIP191_PREFIX, domain, keccak256(abi_encode(
+                SPEND_AUTHORIZATION_TYPEHASH, payer, operator, (p >> 104) & AMOUNT_MASK, base | (p & 255), p >> 200
+            )))),
+            unsafe_add(vs >> 255, 27),
+            c.r,
+            s,
         ):
-            log ClaimRejected(payer=convert(payer, address), nonce=nonce, reason=REJECT_BAD_SIGNATURE)
+            log ClaimRejected(payer=payer, nonce=base | (p & 255), reason=REJECT_BAD_SIGNATURE)
             rejected = unsafe_add(rejected, 1)
             continue
-
         bits = bits | bit
         balance = unsafe_sub(balance, amount)
-
     if bits != bits0:
-        self.nonce_bitmap[convert(payer, address)][word] = bits
-        run_amount: uint256 = unsafe_sub(run_balance0, balance)
-        log SpendsClaimed(
-            payer=convert(payer, address), operator=operator, word=word, mask=bits ^ bits0, amount=run_amount
-        )
-        total = unsafe_add(total, run_amount)
+        self.nonce_bitmap[payer][word] = bits
+        log SpendsClaimed(payer=payer, operator=operator, word=word, mask=bits ^ bits0, amount=unsafe_sub(start, balance))
     if balance != balance0:
-        self.balance_of[convert(payer, address)] = balance
-
+        self.balance_of[payer] = balance
+        total = unsafe_add(total, unsafe_sub(balance0, balance))
+    assert left == 0 and g == len(groups), "escrow: group counts do not match the claims"
     log BatchSettled(operator=operator, count=unsafe_sub(len(claims), rejected), total=total)
     if total > 0:
         assert extcall IERC20(token).transfer(operator, total, default_return_value=True)
@@ -412,7 +414,7 @@ def voucher_digest(channel_id: bytes32, cumulative_amount: uint256) -> bytes32:
 @view
 def _voucher_digest(channel_id: bytes32, cumulative_amount: uint256) -> bytes32:
     struct_hash: bytes32 = keccak256(abi_encode(VOUCHER_TYPEHASH, channel_id, cumulative_amount))
-    return keccak256(concat(x"1901", eip712_domain_separator._domain_separator_v4(), struct_hash))
+    return keccak256(concat(EIP191_PREFIX, eip712_domain_separator._domain_separator_v4(), struct_hash))
 
 
 @internal

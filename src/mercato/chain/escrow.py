@@ -1,7 +1,8 @@
 """Typed wrapper of PaymentEscrow: deposits, batched spend authorizations, channels.
 
 Wire formats of what payers sign: docs/protocols/spendauth.md and channels.md; the
-typed data and digests are built by :mod:`mercato.protocol.eip712`.
+typed data and digests are built by :mod:`mercato.protocol.eip712`, ``claim_batch``'s
+grouped, packed arguments by :mod:`mercato.chain.batch`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from mercato.chain.batch import ClaimTuple, GroupTuple, pack_batch
 from mercato.chain.contract import ContractBinding, Eip712Domain, TxResult, read_eip712_domain
 from mercato.chain.events import ESCROW_EVENTS, ChannelOpened
-from mercato.protocol.eip712 import ClaimTuple, SpendAuthorization, pack_claims
+from mercato.protocol.eip712 import SpendAuthorization
 
 MAX_BATCH = 128  # claims per claim_batch call (the contract's bound)
 MAX_CHANNEL_BATCH = 32  # claims per claim_channels call
@@ -26,6 +28,7 @@ class ClaimRejectReason(IntEnum):
     NONCE_USED = 3
     INSUFFICIENT_BALANCE = 4
     BAD_SIGNATURE = 5
+    ZERO_AMOUNT = 6
 
 
 class ChannelRejectReason(IntEnum):
@@ -62,10 +65,11 @@ class SpendClaim:
         return self.authorization.nonce
 
 
-def encode_claims(claims: Sequence[SpendClaim]) -> list[ClaimTuple]:
-    """The contract's packed ``Claim`` tuples, in the given order (see
-    :func:`mercato.protocol.eip712.pack_claims`)."""
-    return pack_claims([(c.authorization, c.amount, c.signature) for c in claims])
+def encode_claims(claims: Sequence[SpendClaim]) -> tuple[list[GroupTuple], list[ClaimTuple]]:
+    """``claim_batch(groups, claims)`` arguments, in the given order (see
+    :func:`mercato.chain.batch.pack_batch`). Raises ValueError for a claim whose fields
+    do not fit the packing (:func:`mercato.chain.batch.check_claim`)."""
+    return pack_batch((c.authorization, c.amount, c.signature) for c in claims)
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,12 @@ class PaymentEscrow(ContractBinding):
     async def claim_batch(self, claims: Sequence[SpendClaim]) -> TxResult:
         """Settle up to :data:`MAX_BATCH` claims as the operator (the sender). Bad claims
         are skipped with ``ClaimRejected``; see ``SpendsClaimed`` / ``BatchSettled``.
-        Claims sorted by (payer, nonce) cost least."""
+        Claims sorted by (payer, nonce) cost least: consecutive claims of one payer in
+        one nonce word form one group."""
         if len(claims) > MAX_BATCH:
             raise ValueError(f"at most {MAX_BATCH} claims per batch, got {len(claims)}")
-        return await self.send("claim_batch", encode_claims(claims))
+        groups, packed = encode_claims(claims)
+        return await self.send("claim_batch", groups, packed)
 
     async def claim_all(self, claims: Sequence[SpendClaim]) -> list[TxResult]:
         """Settle any number of claims, :data:`MAX_BATCH` per transaction, sorted by

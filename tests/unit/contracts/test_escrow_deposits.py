@@ -8,6 +8,7 @@ import boa
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from mercato.chain.batch import pack_batch
 from mercato.protocol import eip712
 
 from .conftest import CHALLENGE_PERIOD, USD, WITHDRAW_DELAY, chain_id, logs, now, sign_spend
@@ -126,7 +127,7 @@ def test_thawing_funds_stay_claimable(
         escrow.request_withdraw(1_000 * USD)
     auth, sig = sign_spend(payer, escrow_domain, operator, 300 * USD, 1, now() + 600)
     with boa.env.prank(operator):
-        escrow.claim_batch([eip712.pack_claim(auth, 300 * USD, sig)])
+        escrow.claim_batch(*pack_batch([(auth, 300 * USD, sig)]))
     assert token.balanceOf(operator) == 300 * USD
     boa.env.time_travel(seconds=WITHDRAW_DELAY)
     with boa.env.prank(payer.address):
@@ -140,7 +141,7 @@ def test_thawing_funds_stay_claimable(
         escrow.request_withdraw(10 * USD)
     auth, sig = sign_spend(payer, escrow_domain, operator, 10 * USD, 2, now() + 600)
     with boa.env.prank(operator):
-        escrow.claim_batch([eip712.pack_claim(auth, 10 * USD, sig)])
+        escrow.claim_batch(*pack_batch([(auth, 10 * USD, sig)]))
     boa.env.time_travel(seconds=WITHDRAW_DELAY)
     with boa.env.prank(payer.address):
         escrow.withdraw()

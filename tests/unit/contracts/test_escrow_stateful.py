@@ -1,6 +1,8 @@
 """Hypothesis state machine over PaymentEscrow: deposits, thawing withdrawals, batched
 spend authorizations (with replays, forgeries, wrong operators, expired and over-max
-claims) and channels (vouchers old and new, cooperative and payer-initiated closes).
+claims; batches in drawn order or sorted by (payer, nonce), so that claim_batch groups
+hold one claim or many, a payer and word recur in later groups, and a bit repeats
+inside a group) and channels (vouchers old and new, cooperative and payer-initiated closes).
 
 After every step: token.balanceOf(escrow) == Σ balance_of + Σ (deposit - claimed) over
 open/closing channels, and the contract agrees with a plain-Python model. Throughout:
@@ -27,6 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from mercato.chain.batch import pack_batch
 from mercato.protocol import eip712
 
 from .conftest import CONTRACTS
@@ -199,6 +202,8 @@ class EscrowMachine(RuleBasedStateMachine):
                 max_size=12,
             )
         )
+        if data.draw(st.booleans(), label="sorted by (payer, nonce)"):
+            picks.sort(key=lambda pick: (pick[0][0].payer, pick[0][0].nonce))
         now = self.now()
         items, expected = [], []
         for (auth, sig), how in picks:
@@ -228,7 +233,8 @@ class EscrowMachine(RuleBasedStateMachine):
             expected.append((auth.nonce, reason, amount))
         before = self.token.balanceOf(self.operators[operator])
         with boa.env.prank(self.operators[operator]):
-            self.escrow.claim_batch(eip712.pack_claims(items))
+            groups, claims = pack_batch(items)
+            self.escrow.claim_batch(groups, claims)
             events = self.escrow.get_logs()
         rejected = [(e.nonce, e.reason) for e in events if type(e).__name__ == "ClaimRejected"]
         assert rejected == [(n, r) for n, r, _ in expected if r]
@@ -238,6 +244,11 @@ class EscrowMachine(RuleBasedStateMachine):
         runs = [e for e in events if type(e).__name__ == "SpendsClaimed"]
         assert sum(e.amount for e in runs) == total
         assert sum(bin(e.mask).count("1") for e in runs) == batch.count
+        assert len(runs) <= len(groups)  # at most one SpendsClaimed per group
+        paid_nonces = sorted(e.word * 256 + b for e in runs for b in range(256) if e.mask >> b & 1)
+        assert paid_nonces == sorted(items[i][0].nonce for i, x in enumerate(expected) if not x[1])
+        event(f"groups in batch: {min(len(groups), 4)}")
+        event(f"largest group: {min(max(g[1] & 255 for g in groups), 4)} claims")
         assert self.token.balanceOf(self.operators[operator]) == before + total
         for _, r, _ in expected:
             event(f"claim outcome {r}")
@@ -251,7 +262,7 @@ class EscrowMachine(RuleBasedStateMachine):
         items = [(self._auth(a), max(a.max_amount // 2, 1), sig) for a, sig in picks]
         before = self.token.balanceOf(self.operators[auth0.operator])
         with boa.env.prank(self.operators[auth0.operator]):
-            self.escrow.claim_batch(eip712.pack_claims(items))
+            self.escrow.claim_batch(*pack_batch(items))
             events = self.escrow.get_logs()
         rejected = [(e.nonce, e.reason) for e in events if type(e).__name__ == "ClaimRejected"]
         now = self.now()

@@ -13,6 +13,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from mercato.chain.batch import SignedClaim, pack_batch
 from mercato.protocol import eip712
 
 from .conftest import USD, account, logs, now, sign_spend, sign_typed
@@ -22,9 +23,16 @@ pytestmark = pytest.mark.chain
 EXPIRED, OVER_MAX, NONCE_USED, INSUFFICIENT, BAD_SIGNATURE, ZERO_AMOUNT = 1, 2, 3, 4, 5, 6
 
 
-def settle(escrow: Any, operator: Any, claims: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+def settle(escrow: Any, operator: Any, claims: list[SignedClaim]) -> dict[str, list[Any]]:
+    """claim_batch with ``claims`` grouped and packed in the given order."""
+    return settle_raw(escrow, operator, *pack_batch(claims))
+
+
+def settle_raw(
+    escrow: Any, operator: Any, groups: list[Any], claims: list[Any]
+) -> dict[str, list[Any]]:
     with boa.env.prank(operator):
-        escrow.claim_batch(claims)
+        escrow.claim_batch(groups, claims)
     out: dict[str, list[Any]] = {}
     for e in escrow.get_logs():
         out.setdefault(type(e).__name__, []).append(e)
@@ -48,7 +56,7 @@ def test_authorization_signed_from_the_doc_typed_data_is_accepted(
         payer.address, operator, 5 * USD, 42, deadline
     )
     auth = eip712.SpendAuthorization(payer.address, str(operator), 5 * USD, 42, deadline)
-    ev = settle(escrow, operator, [eip712.pack_claim(auth, 3 * USD, bytes(signed.signature))])
+    ev = settle(escrow, operator, [(auth, 3 * USD, bytes(signed.signature))])
     assert "ClaimRejected" not in ev
     (spent,) = ev["SpendsClaimed"]
     assert (spent.payer, spent.operator, spent.word, spent.mask, spent.amount) == (
@@ -77,14 +85,14 @@ def test_replayed_authorization_is_rejected(
 ) -> None:
     escrow = funded
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 7, now() + 300)
-    claim = eip712.pack_claim(auth, USD, sig)
+    claim = (auth, USD, sig)
     settle(escrow, operator, [claim])
     ev = settle(escrow, operator, [claim])
     assert rejections(ev) == [(7, NONCE_USED)]
     assert ev["BatchSettled"][0].count == 0 and "Transfer" not in ev
     # twice in one batch: the second copy is rejected
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 8, now() + 300)
-    claim = eip712.pack_claim(auth, USD, sig)
+    claim = (auth, USD, sig)
     ev = settle(escrow, operator, [claim, claim])
     assert rejections(ev) == [(8, NONCE_USED)]
     assert ev["BatchSettled"][0].total == USD
@@ -100,11 +108,11 @@ def test_authorization_for_another_operator_is_rejected(
     escrow_domain: dict[str, Any],
 ) -> None:
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 1, now() + 300)
-    ev = settle(funded, operator2, [eip712.pack_claim(auth, USD, sig)])
+    ev = settle(funded, operator2, [(auth, USD, sig)])
     assert rejections(ev) == [(1, BAD_SIGNATURE)]
     assert token.balanceOf(operator2) == 0
     assert not funded.is_nonce_used(payer.address, 1)  # still usable by the right operator
-    assert rejections(settle(funded, operator, [eip712.pack_claim(auth, USD, sig)])) == []
+    assert rejections(settle(funded, operator, [(auth, USD, sig)])) == []
 
 
 def test_expired_authorization_is_rejected(
@@ -114,9 +122,9 @@ def test_expired_authorization_is_rejected(
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 1, deadline)
     auth2, sig2 = sign_spend(payer, escrow_domain, operator, USD, 2, deadline)
     boa.env.time_travel(seconds=60)  # block.timestamp == deadline: still valid
-    assert rejections(settle(funded, operator, [eip712.pack_claim(auth, USD, sig)])) == []
+    assert rejections(settle(funded, operator, [(auth, USD, sig)])) == []
     boa.env.time_travel(seconds=1)
-    ev = settle(funded, operator, [eip712.pack_claim(auth2, USD, sig2)])
+    ev = settle(funded, operator, [(auth2, USD, sig2)])
     assert rejections(ev) == [(2, EXPIRED)]
 
 
@@ -124,11 +132,11 @@ def test_claim_above_its_maximum_is_rejected(
     funded: Any, token: Any, payer: LocalAccount, operator: Any, escrow_domain: dict[str, Any]
 ) -> None:
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 1, now() + 300)
-    ev = settle(funded, operator, [eip712.pack_claim(auth, USD + 1, sig)])
+    ev = settle(funded, operator, [(auth, USD + 1, sig)])
     assert rejections(ev) == [(1, OVER_MAX)]
     assert token.balanceOf(operator) == 0
     # a claim below the maximum settles only what was used
-    ev = settle(funded, operator, [eip712.pack_claim(auth, USD // 3, sig)])
+    ev = settle(funded, operator, [(auth, USD // 3, sig)])
     assert ev["BatchSettled"][0].total == USD // 3
     assert funded.balance_of(payer.address) == 1_000 * USD - USD // 3
 
@@ -150,10 +158,10 @@ def test_forged_and_tampered_claims_never_pay(
         funded,
         operator,
         [
-            eip712.pack_claim(forged, USD, forged_sig),
-            eip712.pack_claim(bigger, 2 * USD, sig),
-            eip712.pack_claim(later, USD, sig),
-            eip712.pack_claim(other_nonce, USD, sig),
+            (forged, USD, forged_sig),
+            (bigger, 2 * USD, sig),
+            (later, USD, sig),
+            (other_nonce, USD, sig),
         ],
     )
     assert rejections(ev) == [
@@ -174,9 +182,10 @@ def test_high_s_signature_is_rejected(
     v, r, s = eip712.split_signature(sig)
     high_s = eip712.SECP256K1_N - s  # the malleable twin: same signer, flipped parity
     vs = ((1 - (v - 27)) << 255) | high_s
-    claim = list(eip712.pack_claim(auth, USD, sig))
-    claim[4] = vs.to_bytes(32, "big")
-    assert rejections(settle(funded, operator, [tuple(claim)])) == [(1, BAD_SIGNATURE)]
+    groups, claims = pack_batch([(auth, USD, sig)])
+    claims[0] = (claims[0][0], claims[0][1], vs.to_bytes(32, "big"))
+    assert rejections(settle_raw(funded, operator, groups, claims)) == [(1, BAD_SIGNATURE)]
+    assert funded.balance_of(payer.address) == 1_000 * USD
     with pytest.raises(ValueError, match="high-s"):
         eip712.to_compact(r.to_bytes(32, "big") + high_s.to_bytes(32, "big") + bytes([55 - v]))
 
@@ -186,19 +195,11 @@ def test_insufficient_balance_and_zero_amount(
 ) -> None:
     auth, sig = sign_spend(payer, escrow_domain, operator, 2_000 * USD, 1, now() + 300)
     auth2, sig2 = sign_spend(payer, escrow_domain, operator, USD, 2, now() + 300)
-    ev = settle(
-        funded,
-        operator,
-        [eip712.pack_claim(auth, 1_000 * USD + 1, sig), eip712.pack_claim(auth2, 0, sig2)],
-    )
+    ev = settle(funded, operator, [(auth, 1_000 * USD + 1, sig), (auth2, 0, sig2)])
     assert rejections(ev) == [(1, INSUFFICIENT), (2, ZERO_AMOUNT)]
     # exactly the balance is fine, and the next claim then finds it empty
     auth3, sig3 = sign_spend(payer, escrow_domain, operator, USD, 3, now() + 300)
-    ev = settle(
-        funded,
-        operator,
-        [eip712.pack_claim(auth, 1_000 * USD, sig), eip712.pack_claim(auth3, 1, sig3)],
-    )
+    ev = settle(funded, operator, [(auth, 1_000 * USD, sig), (auth3, 1, sig3)])
     assert rejections(ev) == [(3, INSUFFICIENT)]
     assert funded.balance_of(payer.address) == 0
 
@@ -211,8 +212,9 @@ def test_mixed_batch_many_payers_and_words(
     operator: Any,
     escrow_domain: dict[str, Any],
 ) -> None:
-    """Good claims settle, bad ones are skipped; runs switch payer and nonce word; a payer
-    that reappears later in the batch is read back from storage (no double spend)."""
+    """Good claims settle, bad ones are skipped; groups switch payer and nonce word; a
+    payer that reappears later in the batch is read back from storage (no double
+    spend), and so is a nonce word: the replay in a later group is refused."""
     d = now() + 300
     w = 1 << 8  # nonce word 1
     plan = [
@@ -228,9 +230,12 @@ def test_mixed_batch_many_payers_and_words(
     for acct, nonce, amount, _ok in plan:
         auth, sig = sign_spend(acct, escrow_domain, operator, amount, nonce, d)
         items.append((auth, amount, sig))
-    packed = eip712.pack_claims(items)
-    assert packed[1][0] >> 96 == 0 and packed[0][0] >> 96 != 0  # payer elided in runs
-    ev = settle(funded, operator, packed)
+    groups, claims = pack_batch(items)
+    p1, p2 = int(payer.address, 16), int(payer2.address, 16)
+    assert groups == [(p1, 1 << 8 | 2), (p1, 2 << 8 | 1), (p2, 1 << 8 | 1), (p1, 1 << 8 | 2),
+                      (p2, 0 << 8 | 1)]  # fmt: skip
+    assert [c[0] & 255 for c in claims] == [0, 1, 5, 0, 1, 2, 7]  # only the bit per claim
+    ev = settle_raw(funded, operator, groups, claims)
     assert rejections(ev) == [(w + 1, NONCE_USED)]
     runs = [(e.payer, e.word, e.mask, e.amount) for e in ev["SpendsClaimed"]]
     assert runs == [
@@ -251,14 +256,15 @@ def test_mixed_batch_many_payers_and_words(
     assert funded.nonce_bitmap(payer2.address, 0) == 1 << 7
 
 
-def test_elided_payer_without_a_previous_claim_is_rejected(
+def test_payer_zero_is_rejected(
     funded: Any, payer: LocalAccount, operator: Any, escrow_domain: dict[str, Any]
 ) -> None:
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 1, now() + 300)
-    claim = eip712.pack_claim(auth, USD, sig, same_payer=True)
-    ev = settle(funded, operator, [claim])
+    groups, claims = pack_batch([(auth, USD, sig)])
+    ev = settle_raw(funded, operator, [(0, groups[0][1])], claims)
     assert rejections(ev) == [(1, INSUFFICIENT)]
     assert ev["ClaimRejected"][0].payer == "0x" + "00" * 20
+    assert not funded.is_nonce_used(payer.address, 1)
 
 
 def test_empty_and_oversized_batches(funded: Any, operator: Any) -> None:
@@ -266,7 +272,7 @@ def test_empty_and_oversized_batches(funded: Any, operator: Any) -> None:
     assert (ev["BatchSettled"][0].count, ev["BatchSettled"][0].total) == (0, 0)
     assert "Transfer" not in ev
     with boa.env.prank(operator), boa.reverts():
-        funded.claim_batch([(0, 0, 0, b"\x00" * 32, b"\x00" * 32)] * 129)
+        funded.claim_batch([(1, 1)] * 129, [(0, b"\x00" * 32, b"\x00" * 32)] * 129)
 
 
 def test_cancel_and_invalidate_nonces(
@@ -285,9 +291,7 @@ def test_cancel_and_invalidate_nonces(
     assert not escrow.is_nonce_used(payer.address, 5 * 256 + 2)
     assert escrow.nonce_bitmap(payer.address, 5) == 0b1010
     auth, sig = sign_spend(payer, escrow_domain, operator, USD, 300, now() + 300)
-    assert rejections(settle(escrow, operator, [eip712.pack_claim(auth, USD, sig)])) == [
-        (300, NONCE_USED)
-    ]
+    assert rejections(settle(escrow, operator, [(auth, USD, sig)])) == [(300, NONCE_USED)]
 
 
 def test_digest_view_matches_python(funded: Any, payer: LocalAccount, operator: Any) -> None:
@@ -301,15 +305,20 @@ def test_digest_view_matches_python(funded: Any, payer: LocalAccount, operator: 
 def test_large_nonce_and_amount_limits(
     funded: Any, payer: LocalAccount, operator: Any, escrow_domain: dict[str, Any]
 ) -> None:
+    """The widest values the packing carries settle exactly; wider ones are refused by
+    the encoder (the signed fields are uint256, the batch word is not)."""
     nonce = 2**256 - 1
-    auth, sig = sign_spend(payer, escrow_domain, operator, 2**128 - 1, nonce, now() + 300)
-    ev = settle(funded, operator, [eip712.pack_claim(auth, USD, sig)])
+    top, far = 2**96 - 1, 2**56 - 1
+    auth, sig = sign_spend(payer, escrow_domain, operator, top, nonce, far)
+    ev = settle(funded, operator, [(auth, USD, sig)])
     assert ev["SpendsClaimed"][0].word == 2**248 - 1 and ev["SpendsClaimed"][0].mask == 1 << 255
-    with pytest.raises(ValueError, match="2\\*\\*128"):
-        eip712.pack_claim(
-            eip712.SpendAuthorization(payer.address, str(operator), 2**128, 1, 1), 1, sig
-        )
-    with pytest.raises(ValueError, match="2\\*\\*96"):
-        eip712.pack_claim(
-            eip712.SpendAuthorization(payer.address, str(operator), 1, 1, 2**96), 1, sig
-        )
+    assert ev["SpendsClaimed"][0].amount == USD
+    assert funded.is_nonce_used(payer.address, nonce)
+    for max_amount, deadline, amount, match in [
+        (2**96, far, 1, "maxAmount must be below 2\\*\\*96"),
+        (top, 2**56, 1, "deadline must be below 2\\*\\*56"),
+        (top, far, 2**96, "amount must be below 2\\*\\*96"),
+    ]:
+        wide = eip712.SpendAuthorization(payer.address, str(operator), max_amount, 1, deadline)
+        with pytest.raises(ValueError, match=match):
+            pack_batch([(wide, amount, sig)])

@@ -2,7 +2,10 @@
 
 - Spend authorizations: every ``interval_s``, or at once when ``batch_size`` claims are
   waiting or one of them comes within ``urgent_s`` of its deadline, claimable rows are
-  sent in ``claim_batch`` transactions (sorted by payer and nonce: cheapest).
+  sent in ``claim_batch`` transactions (sorted by payer and nonce: claims of one payer
+  in one nonce word share a group, which is cheapest). A claim whose fields do not fit
+  the batch packing (deadline >= 2**56, amounts >= 2**96) can never settle: it is
+  marked rejected ("unencodable") instead of blocking its batch.
 - Channels: a channel whose metered consumption passed what was settled is claimed
   with its best voucher.
 - x402: signed EIP-3009 transfers are submitted (by the x402 module's ``submit``).
@@ -25,6 +28,7 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from mercato.chain.batch import fits
 from mercato.chain.escrow import PaymentEscrow, SpendClaim
 from mercato.chain.events import ClaimRejected, SpendsClaimed
 from mercato.payments.service import PaymentService
@@ -119,20 +123,30 @@ class SettlementWorker:
                 sent = await self._x402.submit_pending() or sent
         return sent
 
+    def _claim(self, p: PendingSpend) -> SpendClaim:
+        auth = SpendAuthorization(
+            to_checksum_address(p.payer), self._operator, p.max_amount, p.nonce, p.deadline
+        )
+        return SpendClaim(auth, p.amount, p.signature)
+
     async def _settle_spends(self, batch: list[PendingSpend]) -> None:
-        batch = sorted(batch, key=lambda p: (p.payer, p.nonce))
+        unfit = [p for p in batch if not fits(self._claim(p).authorization, p.amount)]
+        batch = sorted((p for p in batch if p not in unfit), key=lambda p: (p.payer, p.nonce))
+        if unfit:
+            log.error("%d claims do not fit claim_batch's packing; rejected", len(unfit))
+            bad = [(p.payer, p.nonce) for p in unfit]
+            await self._service.run_db(
+                lambda: self._store.mark_spends(bad, REJECTED, reason="unencodable")
+            )
+            owed: dict[str, int] = {}
+            for p in unfit:
+                owed[p.payer] = owed.get(p.payer, 0) + p.amount  # no longer owed
+            await self._after_payment(owed)
+        if not batch:
+            return
         keys = [(p.payer, p.nonce) for p in batch]
         await self._service.run_db(lambda: self._store.mark_spends(keys, SUBMITTED))
-        claims = [
-            SpendClaim(
-                SpendAuthorization(
-                    to_checksum_address(p.payer), self._operator, p.max_amount, p.nonce, p.deadline
-                ),
-                p.amount,
-                p.signature,
-            )
-            for p in batch
-        ]
+        claims = [self._claim(p) for p in batch]
         result = await self._escrow.claim_batch(claims)
         paid: dict[str, int] = {}
         settled: list[tuple[str, int]] = []

@@ -105,6 +105,34 @@ async def test_spend_authorizations(
     assert await chain.token.balance_of(op.address) == operator_before + total
 
 
+async def test_authorization_that_cannot_be_batched_does_not_block_settlement(
+    paid_operator: PaidOperator, payer: LocalAccount, chain: ChainClient
+) -> None:
+    """The wire accepts deadlines up to 2**96, claim_batch packs 56 bits: such a claim is
+    marked rejected at settlement and the claims around it are paid as usual."""
+    op = paid_operator
+    operator_before = await chain.token.balance_of(op.address)
+    nonces, total = NonceAllocator(), 0
+    far = sign_spend_authorization(payer, op.ref, op.address, GENEROUS, nonces.next(),
+                                   deadline=2**56)  # fmt: skip
+    raw = body(0)
+    charged(raw, await post(op, raw, {SPEND_AUTH_HEADER: far.encode()}), "spendauth")
+    for i in range(1, 3):
+        signed = sign_spend_authorization(payer, op.ref, op.address, GENEROUS, nonces.next())
+        raw = body(i)
+        total += charged(
+            raw, await post(op, raw, {SPEND_AUTH_HEADER: signed.encode()}), "spendauth"
+        )
+
+    async def settled() -> bool:
+        return await chain.token.balance_of(op.address) == operator_before + total
+
+    await eventually(settled)
+    await asyncio.sleep(2.5)  # more settlement rounds: the far-deadline claim stays unpaid
+    assert await chain.token.balance_of(op.address) == operator_before + total
+    assert not await chain.escrow.is_nonce_used(payer.address, far.auth.nonce)
+
+
 async def test_payment_channel(
     paid_operator: PaidOperator, payer: LocalAccount, chain: ChainClient
 ) -> None:

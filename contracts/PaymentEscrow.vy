@@ -60,8 +60,8 @@ CREJECT_BAD_SIGNATURE: constant(uint8) = 4
 # --- types ---------------------------------------------------------------------------
 
 struct Group:
-    # the next `word_count & 255` (>= 1) claims of the batch: this payer's, nonce word
-    # `word_count >> 8`; payer < 2**160
+    # the next `word_count & 255` (>= 1) claims of the batch: this payer's (0: the
+    # previous group's; < 2**160), nonce word `word_count >> 8`
     payer: uint256
     word_count: uint256
 
@@ -302,9 +302,9 @@ def claim_batch(groups: DynArray[Group, MAX_BATCH], claims: DynArray[Claim, MAX_
             >= 2**160) reverts. The operator is paid the accepted total with one transfer.
     @dev Gas: no field needs ABI validation (both arrays are copied in one go); a group
          reads and writes its nonce word once and logs one SpendsClaimed; a payer's
-         balance is read and written once per run of consecutive groups. Payer 0 never
-         passes: its balance is always 0 and zero amounts are rejected, so ecrecover's
-         0-on-failure is harmless.
+         balance is read and written once per run of consecutive groups. Address 0
+         never passes: its balance is always 0 and zero amounts are rejected, so
+         ecrecover's 0-on-failure is harmless.
     """
     domain: bytes32 = eip712_domain_separator._domain_separator_v4()
     operator: address = msg.sender
@@ -328,12 +328,11 @@ def claim_batch(groups: DynArray[Group, MAX_BATCH], claims: DynArray[Claim, MAX_
                 self.nonce_bitmap[payer][word] = bits
                 log SpendsClaimed(payer=payer, operator=operator, word=word, mask=bits ^ bits0, amount=unsafe_sub(start, balance))
             group: Group = groups[g]
-            next_payer: address = convert(group.payer, address)
-            if next_payer != payer:
+            if group.payer != 0 and group.payer != convert(payer, uint256):  # 0: same payer
                 if balance != balance0:
                     self.balance_of[payer] = balance
                     total = unsafe_add(total, unsafe_sub(balance0, balance))
-                payer = next_payer
+                payer = convert(group.payer, address)
                 balance = self.balance_of[payer]
                 balance0 = balance
             start = balance

@@ -17,7 +17,7 @@ DEADLINE_BITS = 56  # unix seconds, up to the year ~2.3 billion
 AMOUNT_BITS = 96  # base units; 6-decimal mUSD: up to ~7.9e22 units = 7.9e16 mUSD
 MAX_GROUP = 255  # claims per group: the count takes the low byte of `word_count`
 
-GroupTuple = tuple[int, int]  # (payer, (word << 8) | count)
+GroupTuple = tuple[int, int]  # (payer or 0 for the previous group's, (word << 8) | count)
 ClaimTuple = tuple[int, bytes, bytes]  # (packed, r, vs)
 SignedClaim = tuple[SpendAuthorization, int, bytes]  # (authorization, amount, signature)
 
@@ -65,8 +65,9 @@ def pack_claim(auth: SpendAuthorization, amount: int, signature: bytes) -> Claim
 
 def pack_batch(claims: Iterable[SignedClaim]) -> tuple[list[GroupTuple], list[ClaimTuple]]:
     """``claim_batch(groups, claims)`` arguments, in the given order: consecutive claims of
-    one payer in one nonce word share a group. Sort by (payer, nonce) first for the
-    cheapest batch. Raises ValueError like :func:`pack_claim`."""
+    one payer in one nonce word share a group, and a group of the previous group's payer
+    gives payer 0. Sort by (payer, nonce) first for the cheapest batch. Raises
+    ValueError like :func:`pack_claim`."""
     groups: list[GroupTuple] = []
     packed: list[ClaimTuple] = []
     current: tuple[int, int] | None = None
@@ -75,7 +76,8 @@ def pack_batch(claims: Iterable[SignedClaim]) -> tuple[list[GroupTuple], list[Cl
         key = (int(auth.payer, 16), auth.nonce >> 8)
         if key == current and groups[-1][1] & 255 < MAX_GROUP:
             groups[-1] = (groups[-1][0], groups[-1][1] + 1)
-        else:
-            groups.append((key[0], (key[1] << 8) | 1))
-            current = key
+            continue
+        same_payer = current is not None and current[0] == key[0]
+        groups.append((0 if same_payer else key[0], (key[1] << 8) | 1))
+        current = key
     return groups, packed

@@ -89,6 +89,40 @@ def test_a_claim_in_another_payers_or_words_group_never_pays(
     assert funded.nonce_bitmap(payer.address, 1) == 0 and not funded.is_nonce_used(payer.address, 7)
 
 
+def test_payer_zero_continues_the_previous_groups_payer(
+    funded: Any,
+    payer: LocalAccount,
+    payer2: LocalAccount,
+    operator: Any,
+    escrow_domain: dict[str, Any],
+) -> None:
+    """Payer 0 means "the previous group's payer" (its balance stays cached); as the first
+    group it is address 0, whose balance is always 0."""
+    a = signed(payer, escrow_domain, operator, [1, 300], USD)  # words 0 and 1
+    b = signed(payer2, escrow_domain, operator, [2], USD)
+    groups, claims = pack_batch([*a, *b])
+    p1, p2 = int(payer.address, 16), int(payer2.address, 16)
+    assert groups == [(p1, 0 << 8 | 1), (0, 1 << 8 | 1), (p2, 0 << 8 | 1)]
+    ev = claim_batch(funded, operator, groups, claims)
+    assert "ClaimRejected" not in ev
+    assert [(e.payer, e.word, e.amount) for e in ev["SpendsClaimed"]] == [
+        (payer.address, 0, USD),
+        (payer.address, 1, USD),
+        (payer2.address, 0, USD),
+    ]
+    assert funded.balance_of(payer.address) == 998 * USD
+    assert funded.balance_of(payer2.address) == 999 * USD
+    # payer2's claim elided behind payer's group is checked as payer's: refused
+    c = signed(payer2, escrow_domain, operator, [3], USD)
+    d = signed(payer, escrow_domain, operator, [4], USD)
+    _, claims = pack_batch([*d, *c])
+    ev = claim_batch(funded, operator, [(p1, 0 << 8 | 1), (0, 0 << 8 | 1)], claims)
+    assert [(e.payer, e.nonce, e.reason) for e in ev["ClaimRejected"]] == [
+        (payer.address, 3, BAD_SIGNATURE)
+    ]
+    assert not funded.is_nonce_used(payer2.address, 3)
+
+
 @pytest.mark.parametrize(
     "groups",
     [
@@ -134,10 +168,10 @@ def test_pack_batch_groups_runs_in_order_and_splits_long_ones() -> None:
     k, o = int(key.address, 16), int(other.address, 16)
     assert groups == [
         (k, 1 << 8 | MAX_GROUP),
-        (k, 1 << 8 | 3),
+        (0, 1 << 8 | 3),  # payer 0: the previous group's
         (o, 1 << 8 | 1),
         (k, 1 << 8 | 1),  # the same payer and word again later: a new group
-        (k, 0 << 8 | 1),
+        (0, 0 << 8 | 1),
     ]
     assert len(claims) == MAX_GROUP + 6
     assert [unpack_word(c[0])[3] for c in claims[-3:]] == [0, 1, 2]

@@ -232,8 +232,13 @@ def test_mixed_batch_many_payers_and_words(
         items.append((auth, amount, sig))
     groups, claims = pack_batch(items)
     p1, p2 = int(payer.address, 16), int(payer2.address, 16)
-    assert groups == [(p1, 1 << 8 | 2), (p1, 2 << 8 | 1), (p2, 1 << 8 | 1), (p1, 1 << 8 | 2),
-                      (p2, 0 << 8 | 1)]  # fmt: skip
+    assert groups == [
+        (p1, 1 << 8 | 2),
+        (0, 2 << 8 | 1),
+        (p2, 1 << 8 | 1),
+        (p1, 1 << 8 | 2),
+        (p2, 0 << 8 | 1),
+    ]  # fmt: skip  (0: the previous group's payer)
     assert [c[0] & 255 for c in claims] == [0, 1, 5, 0, 1, 2, 7]  # only the bit per claim
     ev = settle_raw(funded, operator, groups, claims)
     assert rejections(ev) == [(w + 1, NONCE_USED)]

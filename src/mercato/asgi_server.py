@@ -97,6 +97,7 @@ def uvicorn_config(
         "http": OneWriteHttpProtocol,
         "log_level": "warning",
         "access_log": False,
+        "proxy_headers": False,  # nothing reads the client's address: no X-Forwarded-*
         "lifespan": "on",
         **extra,
     }

@@ -3,7 +3,7 @@
 Every value in the docs' tagged blocks is recomputed with ``mercato.protocol.eip712``
 and with eth_account's generic encoder, and the documented claim / voucher is submitted
 to a PaymentEscrow deployed (in-process, titanoboa) at the documented address on chain
-31337.
+31337 (spend authorizations' batch: tests/unit/contracts/test_spendauth_doc.py).
 """
 
 from __future__ import annotations
@@ -81,41 +81,8 @@ def test_spendauth_example_values() -> None:
     assert hx(signed.message_hash) == ex["digest"]
     assert hx(bytes(signed.signature)) == ex["signature"]
     assert eip712.recover_signer(auth.digest(separator), bytes(signed.signature)) == PAYER
-
-    claim = dict(line.split() for line in ex["claim"].splitlines())
-    packed = eip712.pack_claim(auth, 1_234_567, bytes(signed.signature))
-    assert [int(claim[k], 16) for k in ("payer_deadline", "amounts", "nonce")] == list(packed[:3])
-    assert [bytes.fromhex(claim[k][2:]) for k in ("r", "vs")] == list(packed[3:])
-
-
-def test_spendauth_example_settles(chain: tuple[Any, Any]) -> None:
-    token, escrow = chain
-    ex = doc_blocks("spendauth.md", "spendauth-example")
-    assert hx(escrow.DOMAIN_SEPARATOR()) == ex["domain-separator"]
-    claim = dict(line.split() for line in ex["claim"].splitlines())
-    words = (
-        int(claim["payer_deadline"], 16),
-        int(claim["amounts"], 16),
-        int(claim["nonce"], 16),
-        bytes.fromhex(claim["r"][2:]),
-        bytes.fromhex(claim["vs"][2:]),
-    )
-    with boa.env.prank(OPERATOR):
-        escrow.claim_batch([words])
-        names = [(type(e).__name__, e) for e in escrow.get_logs()]
-    spent = next(e for n, e in names if n == "SpendsClaimed")
-    assert (spent.payer, spent.operator, spent.word, spent.mask, spent.amount) == (
-        PAYER,
-        OPERATOR,
-        42,
-        1 << 7,
-        1_234_567,
-    )
-    assert token.balanceOf(OPERATOR) == 1_234_567
-    with boa.env.prank(OPERATOR):
-        escrow.claim_batch([words])
-        rejected = [e for e in escrow.get_logs() if type(e).__name__ == "ClaimRejected"]
-    assert [(e.payer, e.nonce, e.reason) for e in rejected] == [(PAYER, 10759, 3)]
+    # the claim_batch part (groups, claims, calldata, settling) is checked by
+    # tests/unit/contracts/test_spendauth_doc.py
 
 
 def test_channels_example_values() -> None:

@@ -86,9 +86,11 @@ class SignedSpendAuthorization:
         auth = SpendAuthorization(
             payer=_address(doc, "payer", what),
             operator=_address(doc, "operator", what),
-            max_amount=_int(doc, "maxAmount", what, 128),
+            # the widths claim_batch packs (mercato.chain.batch): refuse at request time
+            # what could not be settled later
+            max_amount=_int(doc, "maxAmount", what, 96),
             nonce=_int(doc, "nonce", what),
-            deadline=_int(doc, "deadline", what, 96),
+            deadline=_int(doc, "deadline", what, 56),
         )
         return cls(
             auth,

@@ -296,36 +296,6 @@ def to_compact(signature: bytes) -> tuple[bytes, bytes]:
     return r.to_bytes(32, "big"), (((v - 27) << 255) | s).to_bytes(32, "big")
 
 
-ClaimTuple = tuple[int, int, int, bytes, bytes]
-
-
-def pack_claim(
-    auth: SpendAuthorization, amount: int, signature: bytes, *, same_payer: bool = False
-) -> ClaimTuple:
-    """One ``PaymentEscrow.Claim`` ABI tuple ``(payer_deadline, amounts, nonce, r, vs)``:
-    ``payer_deadline = payer << 96 | deadline`` (payer bits 0 when ``same_payer``: the
-    contract reuses the previous claim's payer), ``amounts = max_amount << 128 | amount``."""
-    if not 0 <= auth.deadline < 2**96:
-        raise ValueError("deadline must be below 2**96")
-    if not (0 <= amount < 2**128 and 0 <= auth.max_amount < 2**128):
-        raise ValueError("amounts must be below 2**128")
-    payer_bits = 0 if same_payer else int(auth.payer, 16)
-    r, vs = to_compact(signature)
-    return (payer_bits << 96) | auth.deadline, (auth.max_amount << 128) | amount, auth.nonce, r, vs
-
-
-def pack_claims(claims: list[tuple[SpendAuthorization, int, bytes]]) -> list[ClaimTuple]:
-    """Pack claims in the given order, eliding the payer of consecutive same-payer claims.
-    Sort by (payer, nonce) first for the cheapest batch."""
-    packed: list[ClaimTuple] = []
-    previous = ""
-    for auth, amount, signature in claims:
-        payer = auth.payer.lower()
-        packed.append(pack_claim(auth, amount, signature, same_payer=payer == previous))
-        previous = payer
-    return packed
-
-
 def recover_signer(digest: bytes, signature: bytes) -> str:
     """The checksummed address that signed ``digest`` (65-byte or 64-byte compact
     signature); rejects high-s signatures like the contracts do. Raises ValueError."""

@@ -370,12 +370,15 @@ async def discovery(
 
 
 def report(
-    args: argparse.Namespace, route: dict[str, dict[str, list[float]]], disc: dict[str, Any]
+    args: argparse.Namespace,
+    route: dict[str, dict[str, list[float]]],
+    disc: dict[str, Any],
+    load: plots.Load,
 ) -> list[str]:
     command = f".venv/bin/python -m benchmarks.market --max {args.max} --runs {args.runs}"
     where = f"Command: `{command}`. Machine: {plots.machine()}; {plots.today()}."
     caption = f"{command} | {plots.machine()} | {plots.today()}"
-    shared = "shared with other work while measuring, so expect noise"
+    shared = f"shared with other work while measuring ({load}), so expect noise"
     route_png = plots.lines(
         args.out.parent / "market_routing.png",
         {
@@ -474,6 +477,7 @@ async def main() -> None:
     ap.add_argument("--window", type=int, default=500, help="operators per set-up window")
     ap.add_argument("--out", type=Path, default=plots.RESULTS / "market.md")
     args = ap.parse_args()
+    load = plots.Load()
     route = routing(CANDIDATES, ROUTING_RUNS)
     sizes = [s for s in SIZES if s <= args.max]
     tmp = Path(tempfile.mkdtemp(prefix="mercato-market-"))
@@ -481,9 +485,9 @@ async def main() -> None:
     plots.write_json(
         args.out.with_suffix(".json"),
         {"command": sys.argv, "machine": plots.machine(), "date": plots.today(),
-         "routing_ms": route, "discovery": disc},
+         "load": str(load), "routing_ms": route, "discovery": disc},
     )  # fmt: skip
-    lines = report(args, route, disc)
+    lines = report(args, route, disc, load)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -184,6 +184,7 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--out", type=Path, default=plots.RESULTS / "operator_node.md")
     args = ap.parse_args()
+    load = plots.Load()
 
     ports = {"direct": free_port(), "operator": free_port()}
     tmp = Path(tempfile.mkdtemp(prefix="mercato-bench-"))
@@ -238,6 +239,7 @@ async def main() -> None:
             "command": command,
             "machine": plots.machine(),
             "date": plots.today(),
+            "load": str(load),
             "rounds": [
                 {"server": name, "concurrency": c, **vars(r)}
                 for (name, c), rs in sorted(results.items())
@@ -250,7 +252,7 @@ async def main() -> None:
         "### Operator vs `llama_cpp.server` (same model, same run)",
         "",
         f"Command: `{command}`. Machine: {plots.machine()}, shared with other work while "
-        f"measuring; {plots.today()}. "
+        f"measuring ({load}); {plots.today()}. "
         f"SmolLM2-135M-Instruct Q4_1, n_ctx {N_CTX}, {THREADS} threads each, "
         "non-streaming chat, temperature 0, "
         f"max_tokens {args.max_tokens}; {args.requests} requests per round, {args.rounds} rounds "

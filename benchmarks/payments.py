@@ -67,6 +67,7 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="latency runs (the n requests split)")
     ap.add_argument("--out", type=Path, default=plots.RESULTS / "payments.md")
     args = ap.parse_args()
+    load = plots.Load()
     payer, operator = Account.create(), Account.create().address
     ref = EscrowRef(31337, ESCROW)
     ctx = PaymentContext(
@@ -169,6 +170,7 @@ async def main() -> None:
             "command": command,
             "machine": plots.machine(),
             "date": plots.today(),
+            "load": str(load),
             "verifications_per_s": rates,
             "authorize_ms": auth_ms,
             "authorize_capture_ms": total_ms,
@@ -180,7 +182,7 @@ async def main() -> None:
         "### Payment checks at the operator",
         "",
         f"Command: `{command}`. Machine: {plots.machine()}, shared with other work while "
-        f"measuring; {plots.today()}. One process, one event loop; SQLite (WAL, "
+        f"measuring ({load}); {plots.today()}. One process, one event loop; SQLite (WAL, "
         "synchronous=NORMAL) on local disk. Median (min-max) over runs: verifications "
         f"over {len(rates)} runs of {args.n:,} authorizations; latencies over "
         f"{args.runs} runs of {per_run:,} requests each (the run's p50 and p99); signing "

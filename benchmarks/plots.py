@@ -44,6 +44,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {mem_gib:.1f} GiB, {platform.machine()}"
 
 
+class Load:
+    """The 1-minute load average when a part started and when it ended: on a shared
+    machine, how busy it was while the numbers were taken."""
+
+    def __init__(self) -> None:
+        self.start = os.getloadavg()[0]
+
+    def __str__(self) -> str:
+        return (
+            f"load average {self.start:.1f} at the start, {os.getloadavg()[0]:.1f} at the "
+            f"end, on {os.cpu_count()} cores"
+        )
+
+
 def today() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
 

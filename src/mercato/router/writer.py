@@ -95,10 +95,13 @@ class Writer:
             self._urgent.append(job)
             self._wake.set()
         elif job.history is not None:
-            self._lazy.append(job.history)
+            self.add_history(job.history)
 
     def add_history(self, row: dict[str, Any]) -> None:
+        """Goes out with the next commit, at the latest ``flush_interval_s`` from now."""
         self._lazy.append(row)
+        if len(self._lazy) == 1 or len(self._lazy) >= self._max_batch:
+            self._wake.set()  # start the interval's clock, or a full batch: commit now
 
     async def write(
         self, journals: list[Journal], history: dict[str, Any] | None = None
@@ -112,13 +115,22 @@ class Writer:
     def queued(self) -> int:
         return len(self._urgent) + len(self._lazy)
 
+    async def _idle(self) -> None:
+        """Until there is something to commit: an urgent job (or closing) at once, history
+        rows after ``flush_interval_s`` from the first of them or once a batch is full."""
+        if not self._lazy:
+            self._wake.clear()
+            await self._wake.wait()  # an urgent job, the first history row, or close()
+        if self._urgent or self._closing or len(self._lazy) >= self._max_batch:
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._interval)
+
     async def _run(self) -> None:
         while True:
             if not self._urgent and not self._closing:
-                self._wake.clear()
-                timeout = self._interval if self._lazy else None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await self._idle()
             if not self._urgent and not self._lazy:
                 if self._closing:
                     return

@@ -170,3 +170,39 @@ async def test_keys_credits_history_over_http(tmp_path: Path, db_url: str) -> No
             await c.delete(f"{router}/admin/keys/{key['key_id']}", headers=admin)
             r = await c.post(f"{router}/v1/chat/completions", json=REQ, headers=auth)
             assert r.status_code == 401
+
+
+async def test_history_of_uncharged_requests_is_written_without_other_traffic(
+    db_url: str,
+) -> None:
+    """Rows of requests that charge nothing (auth off, wallets) never wake the writer
+    with a charge of their own: they go out after the flush interval, and a full batch
+    goes out at once, so the queue stays bounded under load."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    writer = Writer(engine, flush_interval_s=0.2, max_batch=50)
+    await writer.start()
+
+    def rows() -> int:
+        with Session(engine) as s:
+            return int(s.scalar(select(func.count()).select_from(RouterRequest)) or 0)
+
+    try:
+        writer.add_history(history_row("lone", "k", 0))
+        await asyncio.sleep(0.05)
+        assert rows() == 0  # waits for the interval, to batch
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if rows() == 1:
+                break
+        assert rows() == 1 and writer.queued == 0
+        for i in range(50):  # a full batch: no waiting for the interval
+            writer.add_history(history_row(f"r{i}", "k", 0))
+        for _ in range(40):
+            await asyncio.sleep(0.01)
+            if rows() == 51:
+                break
+        assert rows() == 51
+    finally:
+        await writer.close()
+        engine.dispose()

@@ -254,5 +254,6 @@ async def test_channel_vouchers_through_the_router(
     async def settled() -> bool:
         return (await chain.escrow.channels(channel_id)).claimed == total
 
-    await eventually(settled)  # the operator claims the metered total
-    assert await chain.token.balance_of(op.address) == operator_before + total
+    await eventually(settled)  # the operator claims exactly the metered total
+    # (other tests' spend authorizations may settle to the same operator meanwhile)
+    assert await chain.token.balance_of(op.address) >= operator_before + total

@@ -5,8 +5,8 @@ sends ``http.response.start`` and the body with the next message: two writes, tw
 segments, and two wake-ups of the client for every answer. :class:`OneWriteHttpProtocol`
 gives the protocol a transport that holds a response head until the next write (the
 body) or, at the latest, the end of the current event-loop iteration, so nothing can
-wait on it longer than that. Router and operator both serve through it (measured in
-BENCHMARKS.md, router).
+wait on it longer than that. Router and operator both serve through it (on a trivial
+app under wrk at concurrency 1: p50 36-50 µs instead of 56-64 µs).
 
 :class:`FrozenAfterStartup` moves every object alive after the app's start-up (modules,
 ORM metadata, the app's state: ~170,000 objects for the router) out of the garbage

@@ -7,7 +7,7 @@ size limit, calls :func:`mercato.router.routes.handle` with the headers and the 
 and turns a :class:`~mercato.errors.MercatoError` into OpenAI's error body, as the
 FastAPI app's handlers do for every other route (admin, history, models, metrics),
 which still go through FastAPI, as does the lifespan that builds the router's state.
-Measured: about a fifth less CPU per forwarded request (BENCHMARKS.md, router).
+Measured side by side under wrk: about a quarter less router CPU per forwarded request.
 """
 
 from __future__ import annotations

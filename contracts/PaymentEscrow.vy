@@ -23,10 +23,14 @@ exports: eip712_domain_separator.eip712Domain
 # --- constants -----------------------------------------------------------------------
 
 MAX_BATCH: constant(uint256) = 128
+MAX_SETTLEMENTS: constant(uint256) = 64
 MAX_CHANNEL_BATCH: constant(uint256) = 32
 
 SPEND_AUTHORIZATION_TYPEHASH: constant(bytes32) = keccak256(
     "SpendAuthorization(address payer,address operator,uint256 maxAmount,uint256 nonce,uint256 deadline)"
+)
+SPEND_SETTLEMENT_TYPEHASH: constant(bytes32) = keccak256(
+    "SpendSettlement(address payer,address operator,uint256 word,uint256 mask,uint256 total,uint256 deadline)"
 )
 VOUCHER_TYPEHASH: constant(bytes32) = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount)")
 EIP191_PREFIX: constant(bytes2) = 0x1901  # EIP-712 digest = keccak256(0x1901 ‖ domain ‖ struct hash)
@@ -35,8 +39,10 @@ EIP191_PREFIX: constant(bytes2) = 0x1901  # EIP-712 digest = keccak256(0x1901 �
 HALF_N: constant(uint256) = 57896044618658097711785492504343953926418782139537452191302581570759080747168
 LOW_255_BITS: constant(uint256) = max_value(uint256) >> 1
 AMOUNT_MASK: constant(uint256) = (1 << 96) - 1
+ADDRESS_MASK: constant(uint256) = (1 << 160) - 1
+WORD_MASK: constant(uint256) = (1 << 200) - 1
 
-# ClaimRejected.reason
+# ClaimRejected.reason and SettlementRejected.reason (a settlement is never OVER_MAX)
 REJECT_EXPIRED: constant(uint8) = 1
 REJECT_OVER_MAX: constant(uint8) = 2
 REJECT_NONCE_USED: constant(uint8) = 3
@@ -70,6 +76,18 @@ struct Claim:
     # (deadline << 200) | (max_amount << 104) | (amount << 8) | bit: uint56, uint96,
     # uint96, uint8; the nonce is word * 256 + bit
     packed: uint256
+    # EIP-2098 compact signature: r, and vs = (yParity << 255) | s
+    r: bytes32
+    vs: bytes32
+
+
+struct Settlement:
+    # a payer's SpendSettlement: nonces word * 256 + i for every bit i of mask, `total` in
+    # all. (total << 160) | payer: uint96, address
+    payer_total: uint256
+    # (deadline << 200) | word: uint56, uint200
+    word_deadline: uint256
+    mask: uint256
     # EIP-2098 compact signature: r, and vs = (yParity << 255) | s
     r: bytes32
     vs: bytes32
@@ -129,6 +147,21 @@ event BatchSettled:
     operator: indexed(address)
     count: uint256
     total: uint256
+
+# One event per accepted claim_settlements entry: the payer's nonces word * 256 + i for
+# every bit i set in mask are paid, `amount` (the signed total) in all.
+event SpendsSettled:
+    payer: indexed(address)
+    operator: indexed(address)
+    word: uint256
+    mask: uint256
+    amount: uint256
+
+event SettlementRejected:
+    payer: indexed(address)
+    word: uint256
+    mask: uint256
+    reason: uint8
 
 event NoncesInvalidated:
     payer: indexed(address)
@@ -393,6 +426,79 @@ def claim_batch(groups: DynArray[Group, MAX_BATCH], claims: DynArray[Claim, MAX_
     log BatchSettled(operator=operator, count=unsafe_sub(len(claims), rejected), total=total)
     if total > 0:
         assert extcall IERC20(token).transfer(operator, total, default_return_value=True)
+
+
+# --- spend settlements ---------------------------------------------------------------
+
+@external
+@view
+def spend_settlement_digest(
+    payer: address, operator: address, word: uint256, mask: uint256, total: uint256, deadline: uint256
+) -> bytes32:
+    """
+    @notice The EIP-712 digest of a SpendSettlement (for clients and tests to cross-check).
+    """
+    struct_hash: bytes32 = keccak256(
+        abi_encode(SPEND_SETTLEMENT_TYPEHASH, payer, operator, word, mask, total, deadline)
+    )
+    return keccak256(concat(EIP191_PREFIX, eip712_domain_separator._domain_separator_v4(), struct_hash))
+
+
+@external
+def claim_settlements(settlements: DynArray[Settlement, MAX_SETTLEMENTS]):
+    """
+    @notice Settle spend settlements; msg.sender is the operator they name. A settlement
+            is a payer's one signature over already-authorized nonces of one word and
+            their total (docs/protocols/spendauth.md, "Spend settlements"). A bad one is
+            skipped with SettlementRejected (checks in order: expired, any nonce of the
+            mask used, zero total or empty mask, balance too low, bad signature); a good
+            one marks every nonce of its mask used, debits the payer `total` and logs
+            SpendsSettled. The operator is paid the accepted sum with one transfer.
+    @dev The nonce bitmap is the one claim_batch, cancel_nonce and invalidate_nonces use,
+         so a nonce is paid at most once whichever way it is settled. Address 0 never
+         passes: its balance is always 0 and a zero total is rejected.
+    """
+    domain: bytes32 = eip712_domain_separator._domain_separator_v4()
+    operator: address = msg.sender
+    paid: uint256 = 0
+    for st: Settlement in settlements:
+        payer: address = convert(st.payer_total & ADDRESS_MASK, address)
+        total: uint256 = st.payer_total >> 160
+        word: uint256 = st.word_deadline & WORD_MASK
+        deadline: uint256 = st.word_deadline >> 200
+        mask: uint256 = st.mask
+        bits: uint256 = self.nonce_bitmap[payer][word]
+        balance: uint256 = self.balance_of[payer]
+        reason: uint8 = 0
+        if block.timestamp > deadline:
+            reason = REJECT_EXPIRED
+        elif bits & mask != 0:
+            reason = REJECT_NONCE_USED
+        elif total == 0 or mask == 0:
+            reason = REJECT_ZERO_AMOUNT
+        elif total > balance:
+            reason = REJECT_INSUFFICIENT_BALANCE
+        else:
+            vs: uint256 = convert(st.vs, uint256)
+            s: uint256 = vs & LOW_255_BITS
+            if s > HALF_N or payer != ecrecover(
+                keccak256(concat(EIP191_PREFIX, domain, keccak256(abi_encode(
+                    SPEND_SETTLEMENT_TYPEHASH, payer, operator, word, mask, total, deadline
+                )))),
+                unsafe_add(vs >> 255, 27),
+                st.r,
+                s,
+            ):
+                reason = REJECT_BAD_SIGNATURE
+        if reason != 0:
+            log SettlementRejected(payer=payer, word=word, mask=mask, reason=reason)
+            continue
+        self.nonce_bitmap[payer][word] = bits | mask
+        self.balance_of[payer] = unsafe_sub(balance, total)
+        paid = unsafe_add(paid, total)
+        log SpendsSettled(payer=payer, operator=operator, word=word, mask=mask, amount=total)
+    if paid > 0:
+        assert extcall IERC20(token).transfer(operator, paid, default_return_value=True)
 
 
 # --- payment channels ----------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Wire formats of what payers sign: docs/protocols/spendauth.md and channels.md; the
 typed data and digests are built by :mod:`mercato.protocol.eip712`, ``claim_batch``'s
-grouped, packed arguments by :mod:`mercato.chain.batch`.
+grouped, packed arguments and ``claim_settlements``' packed settlements by
+:mod:`mercato.chain.batch`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from mercato.chain.batch import ClaimTuple, GroupTuple, pack_batch
+from mercato.chain.batch import ClaimTuple, GroupTuple, pack_batch, pack_settlement
 from mercato.chain.contract import ContractBinding, Eip712Domain, TxResult, read_eip712_domain
 from mercato.chain.events import ESCROW_EVENTS, ChannelOpened
-from mercato.protocol.eip712 import SpendAuthorization
+from mercato.protocol.eip712 import SpendAuthorization, SpendSettlement
 
 MAX_BATCH = 128  # claims per claim_batch call (the contract's bound)
 MAX_CHANNEL_BATCH = 32  # claims per claim_channels call
+MAX_SETTLEMENTS = 64  # settlements per claim_settlements call
 
 
 class ClaimRejectReason(IntEnum):
-    """``ClaimRejected.reason``."""
+    """``ClaimRejected.reason`` and ``SettlementRejected.reason`` (never ``OVER_MAX``)."""
 
     EXPIRED = 1
     OVER_MAX = 2
@@ -70,6 +72,19 @@ def encode_claims(claims: Sequence[SpendClaim]) -> tuple[list[GroupTuple], list[
     :func:`mercato.chain.batch.pack_batch`). Raises ValueError for a claim whose fields
     do not fit the packing (:func:`mercato.chain.batch.check_claim`)."""
     return pack_batch((c.authorization, c.amount, c.signature) for c in claims)
+
+
+@dataclass(frozen=True)
+class SignedSettlement:
+    """A payer's signed spend settlement. ``signature``: 65 bytes ``r || s || v`` or 64
+    compact."""
+
+    settlement: SpendSettlement
+    signature: bytes
+
+    @property
+    def payer(self) -> str:
+        return self.settlement.payer
 
 
 @dataclass(frozen=True)
@@ -183,6 +198,27 @@ class PaymentEscrow(ContractBinding):
             await self.claim_batch(ordered[i : i + MAX_BATCH])
             for i in range(0, len(ordered), MAX_BATCH)
         ]
+
+    # --- spend settlements -----------------------------------------------------------
+
+    async def spend_settlement_digest(
+        self, payer: str, operator: str, word: int, mask: int, total: int, deadline: int
+    ) -> bytes:
+        return bytes(
+            await self.call("spend_settlement_digest", payer, operator, word, mask, total, deadline)
+        )
+
+    async def claim_settlements(self, settlements: Sequence[SignedSettlement]) -> TxResult:
+        """Settle up to :data:`MAX_SETTLEMENTS` spend settlements as the operator (the
+        sender). Bad ones are skipped with ``SettlementRejected``; accepted ones log
+        ``SpendsSettled``. Raises ValueError for a settlement that does not fit the
+        packing (:func:`mercato.chain.batch.check_settlement`)."""
+        if len(settlements) > MAX_SETTLEMENTS:
+            raise ValueError(
+                f"at most {MAX_SETTLEMENTS} settlements per call, got {len(settlements)}"
+            )
+        packed = [pack_settlement(s.settlement, s.signature) for s in settlements]
+        return await self.send("claim_settlements", packed)
 
     # --- channels --------------------------------------------------------------------
 

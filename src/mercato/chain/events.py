@@ -117,6 +117,32 @@ class BatchSettled(ChainEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpendsSettled(ChainEvent):
+    """An accepted spend settlement (``claim_settlements``): the payer's nonces
+    ``word * 256 + bit`` for every bit set in ``mask`` are paid, ``amount`` in all."""
+
+    payer: str
+    operator: str
+    word: int
+    mask: int
+    amount: int
+
+    @property
+    def nonces(self) -> list[int]:
+        return [self.word * 256 + bit for bit in range(256) if self.mask >> bit & 1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettlementRejected(ChainEvent):
+    """A skipped spend settlement; nothing of it was paid or marked used."""
+
+    payer: str
+    word: int
+    mask: int
+    reason: int  # mercato.chain.escrow.ClaimRejectReason (never OVER_MAX)
+
+
+@dataclass(frozen=True, kw_only=True)
 class NoncesInvalidated(ChainEvent):
     payer: str
     word: int
@@ -171,6 +197,8 @@ ESCROW_EVENTS: tuple[type[ChainEvent], ...] = (
     SpendsClaimed,
     ClaimRejected,
     BatchSettled,
+    SpendsSettled,
+    SettlementRejected,
     NoncesInvalidated,
     ChannelOpened,
     ChannelToppedUp,
@@ -187,6 +215,8 @@ EscrowEvent = (
     | SpendsClaimed
     | ClaimRejected
     | BatchSettled
+    | SpendsSettled
+    | SettlementRejected
     | NoncesInvalidated
     | ChannelOpened
     | ChannelToppedUp

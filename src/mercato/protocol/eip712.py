@@ -1,7 +1,8 @@
 """EIP-712 typed data for Mercato's payment contracts: pure builders and hashes, no I/O.
 
-- PaymentEscrow (domain "Mercato PaymentEscrow" / "1"): ``SpendAuthorization`` and
-  ``Voucher`` — docs/protocols/spendauth.md and docs/protocols/channels.md.
+- PaymentEscrow (domain "Mercato PaymentEscrow" / "1"): ``SpendAuthorization``,
+  ``SpendSettlement`` and ``Voucher`` — docs/protocols/spendauth.md and
+  docs/protocols/channels.md.
 - PaymentToken (domain "Mercato USD" / "1"): EIP-2612 ``Permit`` and EIP-3009
   ``TransferWithAuthorization`` / ``ReceiveWithAuthorization`` / ``CancelAuthorization``.
 
@@ -46,6 +47,14 @@ SPEND_AUTHORIZATION_FIELDS: list[Field] = [
     {"name": "nonce", "type": "uint256"},
     {"name": "deadline", "type": "uint256"},
 ]
+SPEND_SETTLEMENT_FIELDS: list[Field] = [
+    {"name": "payer", "type": "address"},
+    {"name": "operator", "type": "address"},
+    {"name": "word", "type": "uint256"},
+    {"name": "mask", "type": "uint256"},
+    {"name": "total", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
 VOUCHER_FIELDS: list[Field] = [
     {"name": "channelId", "type": "bytes32"},
     {"name": "cumulativeAmount", "type": "uint256"},
@@ -77,6 +86,7 @@ def _type_string(name: str, fields: list[Field]) -> str:
 
 EIP712_DOMAIN_TYPE = _type_string("EIP712Domain", EIP712_DOMAIN_FIELDS)
 SPEND_AUTHORIZATION_TYPE = _type_string("SpendAuthorization", SPEND_AUTHORIZATION_FIELDS)
+SPEND_SETTLEMENT_TYPE = _type_string("SpendSettlement", SPEND_SETTLEMENT_FIELDS)
 VOUCHER_TYPE = _type_string("Voucher", VOUCHER_FIELDS)
 PERMIT_TYPE = _type_string("Permit", PERMIT_FIELDS)
 TRANSFER_WITH_AUTHORIZATION_TYPE = _type_string("TransferWithAuthorization", _AUTHORIZATION_FIELDS)
@@ -85,6 +95,7 @@ CANCEL_AUTHORIZATION_TYPE = _type_string("CancelAuthorization", CANCEL_AUTHORIZA
 
 EIP712_DOMAIN_TYPEHASH = keccak(text=EIP712_DOMAIN_TYPE)
 SPEND_AUTHORIZATION_TYPEHASH = keccak(text=SPEND_AUTHORIZATION_TYPE)
+SPEND_SETTLEMENT_TYPEHASH = keccak(text=SPEND_SETTLEMENT_TYPE)
 VOUCHER_TYPEHASH = keccak(text=VOUCHER_TYPE)
 PERMIT_TYPEHASH = keccak(text=PERMIT_TYPE)
 TRANSFER_WITH_AUTHORIZATION_TYPEHASH = keccak(text=TRANSFER_WITH_AUTHORIZATION_TYPE)
@@ -263,6 +274,89 @@ def make_nonce(word: int, bit: int) -> int:
     if not 0 <= bit < 256 or not 0 <= word < 2**248:
         raise ValueError("word must be < 2**248 and bit < 256")
     return (word << 8) | bit
+
+
+# --- spend settlements ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpendSettlement:
+    """A payer's agreement that ``operator`` settles the payer's nonces
+    ``word << 8 | i`` for every bit ``i`` set in ``mask``, for ``total`` in all, by
+    ``deadline`` (unix seconds, inclusive). Signed after the fact, once the charges of
+    those requests are known; one signature settles up to 256 spend authorizations."""
+
+    payer: str
+    operator: str
+    word: int
+    mask: int
+    total: int
+    deadline: int
+
+    @property
+    def nonces(self) -> list[int]:
+        return [(self.word << 8) | bit for bit in range(256) if self.mask >> bit & 1]
+
+    def typed_data(self, domain: Mapping[str, Any]) -> dict[str, Any]:
+        return spend_settlement_typed_data(
+            domain, self.payer, self.operator, self.word, self.mask, self.total, self.deadline
+        )
+
+    def struct_hash(self) -> bytes:
+        return spend_settlement_struct_hash(
+            self.payer, self.operator, self.word, self.mask, self.total, self.deadline
+        )
+
+    def digest(self, separator: bytes) -> bytes:
+        return typed_data_digest(separator, self.struct_hash())
+
+
+def spend_settlement_typed_data(
+    domain: Mapping[str, Any],
+    payer: str,
+    operator: str,
+    word: int,
+    mask: int,
+    total: int,
+    deadline: int,
+) -> dict[str, Any]:
+    return _full_message(
+        domain,
+        "SpendSettlement",
+        SPEND_SETTLEMENT_FIELDS,
+        {
+            "payer": to_checksum_address(payer),
+            "operator": to_checksum_address(operator),
+            "word": word,
+            "mask": mask,
+            "total": total,
+            "deadline": deadline,
+        },
+    )
+
+
+def spend_settlement_struct_hash(
+    payer: str, operator: str, word: int, mask: int, total: int, deadline: int
+) -> bytes:
+    """hashStruct(SpendSettlement): six 32-byte words after the type hash."""
+    return keccak(
+        SPEND_SETTLEMENT_TYPEHASH
+        + _word_address(payer)
+        + _word_address(operator)
+        + _word_uint(word)
+        + _word_uint(mask)
+        + _word_uint(total)
+        + _word_uint(deadline)
+    )
+
+
+def spend_settlement_digest(
+    separator: bytes, payer: str, operator: str, word: int, mask: int, total: int, deadline: int
+) -> bytes:
+    """The digest the payer signs; ``separator`` is ``domain_separator(escrow_domain(...))``."""
+    return typed_data_digest(
+        separator, spend_settlement_struct_hash(payer, operator, word, mask, total, deadline)
+    )
 
 
 # --- claim encoding (PaymentEscrow.claim_batch) --------------------------------------------

@@ -141,3 +141,16 @@ def sign_spend(
 ) -> tuple[eip712.SpendAuthorization, bytes]:
     auth = eip712.SpendAuthorization(acct.address, str(operator), max_amount, nonce, deadline)
     return auth, sign_typed(acct, auth.typed_data(domain))
+
+
+def sign_settlement(
+    acct: LocalAccount,
+    domain: dict[str, Any],
+    operator: Any,
+    word: int,
+    mask: int,
+    total: int,
+    deadline: int,
+) -> tuple[eip712.SpendSettlement, bytes]:
+    settlement = eip712.SpendSettlement(acct.address, str(operator), word, mask, total, deadline)
+    return settlement, sign_typed(acct, settlement.typed_data(domain))

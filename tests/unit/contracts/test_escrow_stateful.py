@@ -2,11 +2,16 @@
 spend authorizations (with replays, forgeries, wrong operators, expired and over-max
 claims; batches in drawn order or sorted by (payer, nonce), so that claim_batch groups
 hold one claim or many, a payer and word recur in later groups, and a bit repeats
-inside a group) and channels (vouchers old and new, cooperative and payer-initiated closes).
+inside a group), spend settlements (one signature over a word's nonces and their total;
+forged, expired, for the wrong operator, overlapping claimed, cancelled or settled nonces,
+empty, zero or over the balance, replayed) and channels (vouchers old and new,
+cooperative and payer-initiated closes).
 
 After every step: token.balanceOf(escrow) == Σ balance_of + Σ (deposit - claimed) over
-open/closing channels, and the contract agrees with a plain-Python model. Throughout:
-no (payer, nonce) is ever paid twice and no channel pays more than its best voucher.
+open/closing channels, every payer's nonce words equal the model's used nonces, and the
+contract agrees with a plain-Python model. Throughout: no (payer, nonce) is ever paid
+twice, whether by claim_batch or claim_settlements, and no channel pays more than its
+best voucher.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from mercato.chain.batch import pack_batch
+from mercato.chain.batch import pack_batch, pack_settlement
 from mercato.protocol import eip712
 
 from .conftest import CONTRACTS
@@ -66,6 +71,17 @@ class Auth:
     forged: bool
 
 
+@dataclass(frozen=True)
+class Settle:
+    payer: int
+    operator: int
+    word: int
+    mask: int
+    total: int
+    deadline: int
+    forged: bool
+
+
 @dataclass
 class Channel:
     cid: bytes
@@ -96,6 +112,7 @@ class EscrowMachine(RuleBasedStateMachine):
         self.channels: list[Channel] = []
         self.auths: list[tuple[Auth, bytes]] = []
         self.settled: list[tuple[Auth, bytes]] = []
+        self.settlements: list[tuple[Settle, bytes]] = []
         self.vouchers: list[tuple[Channel, int, bytes, bool]] = []
         self.salt = 0
 
@@ -270,6 +287,86 @@ class EscrowMachine(RuleBasedStateMachine):
         assert sorted(rejected) == sorted(mine)
         assert self.token.balanceOf(self.operators[auth0.operator]) == before
 
+    # --- spend settlements -------------------------------------------------------------
+
+    @rule(
+        payer=st.integers(0, 2),
+        operator=st.sampled_from([0] * 7 + [1]),
+        word=st.integers(0, 2),
+        bits=st.lists(st.integers(0, 255), max_size=8)
+        | st.lists(st.integers(0, 600).map(lambda n: n & 255), max_size=8),
+        total=st.sampled_from([0, 1, USD, 7 * USD, 40 * USD, 150 * USD]),
+        ttl=st.integers(-5, 300),
+        forged=st.sampled_from([False] * 7 + [True]),
+    )
+    def sign_settlement(
+        self,
+        payer: int,
+        operator: int,
+        word: int,
+        bits: list[int],
+        total: int,
+        ttl: int,
+        forged: bool,
+    ) -> None:
+        mask = sum(1 << b for b in set(bits))
+        st_ = Settle(payer, operator, word, mask, total, max(self.now() + ttl, 0), forged)
+        digest = self._settlement(st_).digest(self.separator)
+        self.settlements.append((st_, sign(MALLORY if forged else PAYERS[payer], digest)))
+
+    @precondition(lambda self: self.settlements)
+    @rule(operator=st.sampled_from([0] * 7 + [1]), data=st.data())
+    def claim_settlements(self, operator: int, data: st.DataObject) -> None:
+        """Settlements in one call; a settled one replayed is refused (nonce used)."""
+        picks = data.draw(st.lists(st.sampled_from(self.settlements), min_size=1, max_size=5))
+        now = self.now()
+        expected, total = [], 0
+        for st_, _sig in picks:
+            keys = {(st_.payer, st_.word * 256 + b) for b in range(256) if st_.mask >> b & 1}
+            if now > st_.deadline:
+                reason = EXPIRED
+            elif keys & self.used:
+                reason = NONCE_USED
+            elif st_.total == 0 or st_.mask == 0:
+                reason = ZERO_AMOUNT
+            elif st_.total > self.balance[st_.payer]:
+                reason = INSUFFICIENT
+            elif st_.forged or st_.operator != operator:
+                reason = BAD_SIGNATURE
+            else:
+                reason = 0
+                assert not keys & self.paid, "a nonce would pay twice"
+                self.used |= keys
+                self.paid |= keys
+                self.balance[st_.payer] -= st_.total
+                total += st_.total
+            expected.append((st_, reason))
+            event(f"settlement outcome {reason}")
+        before = self.token.balanceOf(self.operators[operator])
+        packed = [pack_settlement(self._settlement(s), sig) for s, sig in picks]
+        with boa.env.prank(self.operators[operator]):
+            self.escrow.claim_settlements(packed)
+            events = self.escrow.get_logs()
+        rejected = [
+            (e.word, e.mask, e.reason) for e in events if type(e).__name__ == "SettlementRejected"
+        ]
+        assert rejected == [(s.word, s.mask, r) for s, r in expected if r]
+        accepted = [
+            (e.word, e.mask, e.amount) for e in events if type(e).__name__ == "SpendsSettled"
+        ]
+        assert accepted == [(s.word, s.mask, s.total) for s, r in expected if not r]
+        assert self.token.balanceOf(self.operators[operator]) == before + total
+
+    def _settlement(self, st_: Settle) -> eip712.SpendSettlement:
+        return eip712.SpendSettlement(
+            PAYERS[st_.payer].address,
+            str(self.operators[st_.operator]),
+            st_.word,
+            st_.mask,
+            st_.total,
+            st_.deadline,
+        )
+
     def _auth(self, auth: Auth) -> eip712.SpendAuthorization:
         return eip712.SpendAuthorization(
             PAYERS[auth.payer].address,
@@ -408,6 +505,13 @@ class EscrowMachine(RuleBasedStateMachine):
             if status in (1, 2):
                 locked += deposit - claimed
         assert self.token.balanceOf(self.escrow.address) == deposits + locked
+
+    @invariant()
+    def nonce_words_match_the_model(self) -> None:
+        for i, p in enumerate(PAYERS):
+            for word in range(3):
+                model = sum(1 << (n & 255) for q, n in self.used if q == i and n >> 8 == word)
+                assert self.escrow.nonce_bitmap(p.address, word) == model
 
     @invariant()
     def balances_match_the_model(self) -> None:

@@ -1,5 +1,6 @@
-"""Gas per settled request: Mercato's batched spend authorizations and payment channels
-against an authorize-then-claim baseline (a model of Tangle ShieldedCredits' flow).
+"""Gas per settled request: Mercato's batched spend authorizations, spend settlements and
+payment channels against an authorize-then-claim baseline (a model of Tangle
+ShieldedCredits' flow).
 
 Run on a fresh anvil (started and stopped here):
 
@@ -45,11 +46,12 @@ from web3 import AsyncWeb3
 from web3.types import RPCEndpoint
 
 from mercato.chain.anvil import Anvil, AnvilConfig, dev_account, find_anvil
+from mercato.chain.batch import pack_settlement
 from mercato.chain.compile import compile_contract, load_artifacts
 from mercato.chain.contract import ContractBinding, make_web3
 from mercato.chain.errors import AnvilNotFound
-from mercato.chain.escrow import PaymentEscrow, SpendClaim, encode_claims
-from mercato.chain.events import BatchSettled
+from mercato.chain.escrow import PaymentEscrow, SignedSettlement, SpendClaim, encode_claims
+from mercato.chain.events import BatchSettled, SpendsSettled
 from mercato.chain.token import PaymentToken
 from mercato.chain.tx import TxSender
 from mercato.protocol import eip712
@@ -58,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASELINE_SOURCE = ROOT / "benchmarks" / "contracts" / "AuthorizeThenClaim.vy"
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "gas.md"
 BATCH_SIZES = (1, 10, 100)
+SETTLEMENT_SHAPES = ((1, 10), (1, 100), (10, 100))  # (settlements per call, requests each)
 CHANNEL_REQUESTS = 1_000
 PRICE = 1_500  # base units (0.0015 mUSD) metered per request
 MAX_AMOUNT = 2_000  # authorized maximum per request
@@ -89,6 +92,7 @@ class Row:
 class Report:
     spend: dict[str, list[Row]] = field(default_factory=dict)  # scenario -> rows by batch size
     baseline: list[Row] = field(default_factory=list)
+    settlements: list[Row] = field(default_factory=list)
     channel: list[Row] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
 
@@ -254,6 +258,31 @@ class Bench:
                    f"{repeats} batches", calldata_gas=calldata)  # fmt: skip
 
     payer_nonce = 1
+    settlement_word = 1 << 32  # fresh nonce words, far from the claim_batch rows' ones
+
+    async def spend_settlements(self, settlements: int, requests: int) -> Row:
+        """One claim_settlements of ``settlements`` SpendSettlements, each covering
+        ``requests`` already-authorized nonces of a fresh word (bits 0 .. requests-1)
+        charged PRICE each. The authorizations themselves never touch the chain."""
+        signed = []
+        for _ in range(settlements):
+            settlement = eip712.SpendSettlement(
+                self.payer.address, self.operator.address, self.settlement_word,
+                (1 << requests) - 1, PRICE * requests, deadline(),
+            )  # fmt: skip
+            self.settlement_word += 1
+            typed = settlement.typed_data(self.domain)
+            sig = bytes(Account.sign_typed_data(self.payer.key, full_message=typed).signature)
+            signed.append(SignedSettlement(settlement, sig))
+        result = await self.as_(self.escrow, self.operator).claim_settlements(signed)
+        accepted = result.events_of(SpendsSettled)
+        assert len(accepted) == settlements, f"only {len(accepted)} of {settlements} settled"
+        packed = [pack_settlement(s.settlement, s.signature) for s in signed]
+        data = bytes.fromhex(self.escrow.encode("claim_settlements", packed)[2:])
+        calldata = 4 * data.count(0) + 16 * (len(data) - data.count(0))
+        return Row(f"{settlements} x {requests}", settlements * requests, 1, result.gas_used,
+                   f"{settlements} settlement(s) of {requests} requests in one transaction",
+                   calldata_gas=calldata)  # fmt: skip
 
     async def _baseline_request(self, nonce: int) -> tuple[int, int]:
         expiry = deadline()
@@ -333,6 +362,8 @@ async def run(*, payers_count: int = 100) -> Report:
                 for size in BATCH_SIZES:
                     rows.append(await bench.spend_batches(scenario, payers, size, repeats[size]))
                 report.spend[scenario] = rows
+            for settlements, requests in SETTLEMENT_SHAPES:
+                report.settlements.append(await bench.spend_settlements(settlements, requests))
             next_nonce = 1
             for size in BATCH_SIZES:
                 report.baseline.append(await bench.baseline_requests(size, next_nonce))
@@ -448,6 +479,28 @@ def render(report: Report, command: str, elapsed: float) -> str:
         )
     lines += [
         "",
+        "## Spend settlements (claim_settlements) against the baseline",
+        "",
+        "A spend settlement is one payer signature, made after the answers came back, over",
+        "already-authorized nonces of one nonce word and their total charge",
+        '(docs/protocols/spendauth.md, "Spend settlements"); the per-request spend',
+        "authorizations never go on chain. Each settlement here opens a fresh nonce word",
+        "(the first write of its storage slot, the costly case) and pays the operator with",
+        "the one token transfer of the call, like the rows above.",
+        "",
+        "| settlements x requests each | requests | gas | gas per request | calldata per request "
+        "| baseline gas per request | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report.settlements:
+        base = base_at[100] if row.requests >= 100 else base_at[10]
+        lines.append(
+            f"| {row.flow} | {row.requests:,} | {row.gas:,} | {row.per_request:,.0f} | "
+            f"{row.calldata_gas / row.requests:,.0f} | {base:,.0f} | "
+            f"1/{base / row.per_request:.0f} |"
+        )
+    lines += [
+        "",
         "## Payment channel",
         "",
         "| flow | requests | on-chain transactions | gas | gas per request | ratio to baseline |",
@@ -494,6 +547,15 @@ def render(report: Report, command: str, elapsed: float) -> str:
         f"({CITED_AUTHORIZE_GAS:,} + {claim_part:,.0f}) / 20 = {cited:,.0f} gas per request.",
         "",
     ]
+    for row in report.settlements:
+        if row.requests < 100:
+            continue
+        at_100 = row.per_request / base_at[100]
+        verdict = "met" if at_100 <= GOAL_RATIO else "NOT met"
+        lines.append(
+            f"- spend settlements, {row.flow} requests: {row.per_request:,.0f} gas per request = "
+            f"{at_100:.4f} of the baseline (goal ≤ {GOAL_RATIO:.3f}): **{verdict}**"
+        )
     for scenario, rows in report.spend.items():
         at_100 = rows[-1].per_request / base_at[100]
         verdict = "met" if at_100 <= GOAL_RATIO else "NOT met"

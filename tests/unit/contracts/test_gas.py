@@ -1,4 +1,6 @@
-"""Gas regression guard for batched settlement.
+"""Gas regression guard for batched settlement (claim_batch) and spend settlements
+(claim_settlements), which must stay at or below 1/20 of the authorize-then-claim
+baseline per request at 100 requests (issue #3).
 
 Gas per settled request = (execution gas + 21,000 + calldata gas) / claims, i.e. what
 the operator's transaction costs on a chain with Prague rules (titanoboa's py-evm
@@ -26,7 +28,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from mercato.chain.batch import pack_batch
+from mercato.chain.batch import pack_batch, pack_settlement
 from mercato.protocol import eip712
 
 from .conftest import CONTRACTS, USD, account
@@ -82,6 +84,28 @@ class Chain:
             items.append((auth, 123_456, sig))
         return self.measure("claim_batch", *pack_batch(items))
 
+    def settle_spent(self, payer: LocalAccount, words: list[int], requests: int) -> int:
+        """Gas of one claim_settlements: one settlement per word, each covering nonces
+        ``word << 8 | i`` for i < ``requests`` at 1,500 units each."""
+        packed = []
+        for word in words:
+            settlement = eip712.SpendSettlement(
+                payer.address,
+                str(self.operator),
+                word,
+                (1 << requests) - 1,
+                1_500 * requests,
+                self.deadline,
+            )
+            digest = settlement.digest(self.separator)
+            sig = bytes(Account.unsafe_sign_hash(digest, payer.key).signature)
+            packed.append(pack_settlement(settlement, sig))
+        return self.measure("claim_settlements", packed)
+
+
+#: benchmarks/results/gas.md: authorize-then-claim, measured on anvil (benchmarks/gas.py)
+BASELINE_PER_REQUEST = 101_907
+
 
 @contextlib.contextmanager
 def private_env() -> Iterator[None]:
@@ -130,3 +154,31 @@ def test_gas_channel_claim() -> None:
     sig = bytes(Account.unsafe_sign_hash(digest, payer.key).signature)
     gas = chain.measure("claim_channel", cid, 5 * USD, sig)
     assert gas < 79_000  # measured 78,216 (first claim: claimed goes 0 -> non-zero)
+
+
+@private_env()
+def test_gas_spend_settlements(capsys: pytest.CaptureFixture[str]) -> None:
+    """One payer signature per nonce word settles its requests: far below the per-claim
+    ECDSA floor. Every settlement opens a fresh nonce word (its first write, the costly
+    case), as a client's settlement of a word it has just finished does."""
+    payer = account(0xA11CE)
+    chain = Chain([payer])
+    chain.settle_spent(payer, [1], 1)  # the operator has been paid before (steady state)
+    results = {}
+    next_word = 100
+    for settlements, requests in ((1, 10), (1, 100), (10, 100), (1, 256)):
+        words = list(range(next_word, next_word + settlements))
+        next_word += settlements
+        gas = chain.settle_spent(payer, words, requests)
+        results[(settlements, requests)] = gas / (settlements * requests)
+    with capsys.disabled():
+        for (settlements, requests), per in results.items():
+            print(
+                f"\nclaim_settlements {settlements:2d} x {requests:3d} requests: {per:6.0f} gas per"
+                f" request = 1/{BASELINE_PER_REQUEST / per:.0f} of the baseline"
+            )
+    assert results[(1, 100)] <= BASELINE_PER_REQUEST / 20  # issue #3's goal
+    assert results[(10, 100)] <= BASELINE_PER_REQUEST / 20
+    # measured 743 / 353 with vyper 0.4.3; fail loudly on regressions
+    assert results[(1, 100)] < 780
+    assert results[(10, 100)] < 380

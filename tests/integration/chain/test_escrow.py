@@ -12,7 +12,7 @@ from eth_account.signers.local import LocalAccount
 from mercato.chain.client import ChainClient
 from mercato.chain.devnet import increase_time, latest_timestamp
 from mercato.chain.errors import ContractReverted
-from mercato.chain.escrow import ChannelStatus, ClaimRejectReason, SpendClaim
+from mercato.chain.escrow import ChannelStatus, ClaimRejectReason, SignedSettlement, SpendClaim
 from mercato.chain.events import (
     BatchSettled,
     ChannelClaimed,
@@ -21,7 +21,9 @@ from mercato.chain.events import (
     ChannelOpened,
     ClaimRejected,
     Deposited,
+    SettlementRejected,
     SpendsClaimed,
+    SpendsSettled,
     Transfer,
     WithdrawRequested,
 )
@@ -154,6 +156,50 @@ async def test_bad_claims_are_skipped_with_reasons(
     stolen = await other.escrow.claim_batch([unused])
     assert stolen.event(ClaimRejected).reason == ClaimRejectReason.BAD_SIGNATURE
     assert not await chain.escrow.is_nonce_used(payer.address, unused.nonce)
+
+
+async def test_spend_settlement_settles_many_nonces_with_one_signature(
+    chain: ChainClient, new_account: NewAccount
+) -> None:
+    payer, _ = await depositor(chain, new_account, 100)
+    operator = chain.for_account(await new_account())
+    assert operator.address is not None
+    deadline = await latest_timestamp(chain.w3) + 3600
+    word = secrets.randbits(64)
+    claims = [
+        sign_claim(chain, payer, operator.address, max_amount=MUSD, amount=1_000 + i,
+                   deadline=deadline, nonce=word << 8 | i)
+        for i in range(5)
+    ]  # fmt: skip
+    total = sum(c.amount for c in claims[:4])
+    settlement = eip712.SpendSettlement(payer.address, operator.address, word, 0b1111, total,
+                                        deadline)  # fmt: skip
+    domain = eip712.escrow_domain(chain.manifest.chain_id, chain.escrow.address)
+    typed = settlement.typed_data(domain)
+    signed = SignedSettlement(
+        settlement, bytes(Account.sign_typed_data(payer.key, full_message=typed).signature)
+    )
+    assert settlement.digest(await chain.escrow.domain_separator()) == (
+        await chain.escrow.spend_settlement_digest(
+            payer.address, operator.address, word, 0b1111, total, deadline
+        )
+    )
+    result = await operator.escrow.claim_settlements([signed, signed])  # the copy is refused
+    (spent,) = result.events_of(SpendsSettled)
+    assert (spent.payer, spent.operator, spent.word, spent.mask, spent.amount) == (
+        payer.address, operator.address, word, 0b1111, total
+    )  # fmt: skip
+    assert spent.nonces == [c.nonce for c in claims[:4]]
+    (rejected,) = result.events_of(SettlementRejected)
+    assert ClaimRejectReason(rejected.reason) == ClaimRejectReason.NONCE_USED
+    assert result.event(Transfer).value == total
+    assert await chain.token.balance_of(operator.address) == total
+    # the covered authorizations are spent; the fifth is still claimable on its own
+    batch = await operator.escrow.claim_batch(claims)
+    reasons = [(e.nonce, ClaimRejectReason(e.reason)) for e in batch.events_of(ClaimRejected)]
+    assert reasons == [(c.nonce, ClaimRejectReason.NONCE_USED) for c in claims[:4]]
+    assert batch.event(BatchSettled).total == claims[4].amount
+    assert await chain.escrow.balance_of(payer.address) == 100 * MUSD - total - claims[4].amount
 
 
 async def test_withdrawal_thaws_first(chain: ChainClient, new_account: NewAccount) -> None:

@@ -1,4 +1,5 @@
-"""Forwarding with failover over one pooled aiohttp session.
+"""Forwarding with failover: whole JSON exchanges over :mod:`mercato.httpclient`, streams
+over one pooled aiohttp session.
 
 :meth:`Forwarder.complete` (JSON) and :meth:`Forwarder.open_stream` (SSE) try the
 planned candidates in order: a candidate whose breaker refuses is skipped; connect
@@ -21,6 +22,7 @@ import aiohttp
 import orjson
 
 from mercato.errors import MercatoError, Overloaded, Unavailable, UpstreamError
+from mercato.httpclient import HTTPClient, HTTPClientError, target
 from mercato.protocol.receipts import RECEIPT_HEADER, Receipt, verify_receipt
 from mercato.router.payer import Payer
 from mercato.router.pricing import Estimate
@@ -132,9 +134,14 @@ class Forwarder:
         self.stats = stats
         self.payer = payer
         self._provider_headers = provider_headers or (lambda _: {})
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = None  # streams
+        self._http: HTTPClient | None = None  # whole JSON exchanges
 
     async def start(self) -> None:
+        self._http = HTTPClient(
+            max_connections=self.config.max_connections,
+            connect_timeout_s=self.config.connect_timeout_s,
+        )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=self.config.max_connections, limit_per_host=0, ttl_dns_cache=300
@@ -145,6 +152,9 @@ class Forwarder:
         )
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -208,27 +218,22 @@ class Forwarder:
             started = time.monotonic()
             done = self._attempt_done(offer, attempts, started)
             body = bodies.for_offer(offer)
+            if self._http is None:
+                raise UpstreamError("router not started")
             try:
                 headers = await self._headers(offer, estimate, wallet)
-                async with self.session.post(
-                    offer.base_url + PATHS[endpoint],
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(
-                        total=timeout, sock_connect=self.config.connect_timeout_s
-                    ),
-                ) as resp:
-                    data = await resp.read()
-                    status = resp.status
-                    resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+                answer = await self._http.post(
+                    target(offer.base_url + PATHS[endpoint]), body, headers.items(), timeout
+                )
             except TimeoutError:
                 done("timeout", False, None)
                 last_error = UpstreamError(f"{offer.name}: timed out", code="upstream_timeout")
                 continue
-            except aiohttp.ClientError as exc:
+            except (HTTPClientError, ValueError) as exc:  # ValueError: not an http(s) URL
                 done("connect_error", False, None)
-                last_error = UpstreamError(f"{offer.name}: {exc!r}", code="upstream_unreachable")
+                last_error = UpstreamError(f"{offer.name}: {exc}", code="upstream_unreachable")
                 continue
+            data, status, resp_headers = answer.body, answer.status, answer.headers
             if offer.kind == "operator" and wallet is None:
                 await self.payer.on_response(offer, status, resp_headers, None)
             if status == 200:

@@ -149,6 +149,8 @@ class Forwarder:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
+            # aiohttp offers gzip by default; the router reads the events it relays
+            headers={"Accept-Encoding": "identity"},
         )
 
     async def close(self) -> None:

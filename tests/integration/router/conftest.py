@@ -65,6 +65,7 @@ class Upstream:
     hits: int = 0
     last_body: dict[str, Any] | None = None
     last_headers: dict[str, str] | None = None
+    compress: bool = False  # gzip answers when the client accepts it (as OpenAI's API does)
 
 
 async def upstream_app(up: Upstream, name: str) -> web.Application:
@@ -80,11 +81,16 @@ async def upstream_app(up: Upstream, name: str) -> web.Application:
         if up.fail_status:
             return web.json_response({"error": {"message": "nope"}}, status=up.fail_status)
         if not body.get("stream"):
-            return web.Response(
+            answer = web.Response(
                 body=orjson.dumps(chat_body(f"from {name}", body["model"])),
                 content_type="application/json",
             )
+            if up.compress:
+                answer.enable_compression()
+            return answer
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        if up.compress:
+            resp.enable_compression()
         await resp.prepare(request)
         for i, piece in enumerate(["from ", name, "!"]):
             chunk = {

@@ -49,3 +49,24 @@ async def test_bad_requests_at_the_inference_endpoints(tmp_path: Path, sqlite_ur
             # The router still serves after all that.
             again = await c.post(chat, json={"model": "m", "messages": []})
             assert again.status_code == 200
+
+
+async def test_answers_of_a_provider_that_compresses_arrive_whole(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """The router asks upstreams for identity encoding: a provider that gzips when
+    allowed still yields readable JSON and SSE, and its usage is billed."""
+    async with run_upstream("up") as up:
+        up.compress = True
+        provider = {"name": "p", "base_url": up.url, "models": ["m"]}
+        settings = router_settings(sqlite_url, tmp_path, providers=[provider])
+        async with run_router(settings) as router, httpx.AsyncClient() as c:
+            chat = f"{router}/v1/chat/completions"
+            whole = await c.post(chat, json={"model": "m", "messages": []})
+            assert whole.status_code == 200 and whole.json()["choices"], whole.text
+            body = {"model": "m", "messages": [], "stream": True}
+            async with c.stream("POST", chat, json=body) as stream:
+                text = "".join([chunk async for chunk in stream.aiter_text()])
+            assert stream.status_code == 200 and "from " in text and "[DONE]" in text, text
+            assert up.last_headers is not None
+            assert up.last_headers.get("Accept-Encoding") == "identity"

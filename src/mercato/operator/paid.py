@@ -99,6 +99,7 @@ async def paid_mode(
             interval_s=settings.settle_interval_s,
             batch_size=settings.settle_batch_size,
             urgent_s=settings.urgent_s,
+            settlement_wait_s=settings.settlement_wait_s,
         )
         worker = SettlementWorker(service, chain.escrow, operator, policy, x402)
         await service.start()

@@ -28,6 +28,7 @@ from mercato.protocol.openai import ChatCompletionRequest, CompletionRequest, pa
 from mercato.protocol.receipts import RECEIPT_HEADER, Receipt, sha256_hex
 
 router = APIRouter()
+SETTLEMENT_BODY_LIMIT = 4_096  # a settlement is ~500 bytes of JSON
 
 
 def _state(request: Request) -> OperatorState:
@@ -179,6 +180,17 @@ async def _authorize(
     if payment is not None:
         payment.extra["prompt_tokens"] = est.prompt_tokens
     return payment
+
+
+@router.post("/v1/payments/settlements")
+async def payment_settlements(request: Request) -> Response:
+    """A payer's spend settlement of authorizations it already paid requests with
+    (docs/protocols/spendauth.md, "Operator endpoint")."""
+    state = _state(request)
+    if state.payments is None or not state.payments.paid:
+        raise NotFound("this operator takes no payments")
+    body = await read_body(request, SETTLEMENT_BODY_LIMIT)
+    return json_response(await state.payments.offer_settlement(body))
 
 
 @router.get("/v1/models")

@@ -101,6 +101,9 @@ class PaymentSettings(_Section):
     settle_batch_size: int = Field(default=100, ge=1, le=128)
     settle_margin_s: int = Field(default=120, ge=0)  # least lifetime left on acceptance
     urgent_s: int = Field(default=60, ge=0)  # settle at once this close to a deadline
+    # how long a served spend authorization waits for its payer's spend settlement (one
+    # signature for many: docs/protocols/spendauth.md) before it is claimed on its own
+    settlement_wait_s: float = Field(default=0.0, ge=0)
     channel_credit_limit: int = Field(default=0, ge=0)  # base units served beyond a voucher
     balance_refresh_s: float = Field(default=2.0, gt=0)
     x402_max_timeout_s: int = Field(default=3600, ge=60)

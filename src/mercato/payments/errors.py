@@ -1,10 +1,11 @@
-"""Why a payment was refused: one stable machine code per reason, all HTTP 402."""
+"""Why a payment was refused: one stable machine code per reason, all HTTP 402; and why
+a spend settlement was refused (the same codes plus the ``settlement_*`` ones, HTTP 422)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from mercato.errors import PaymentRequired
+from mercato.errors import InvalidRequest, PaymentRequired
 
 
 class Reason(StrEnum):
@@ -26,6 +27,11 @@ class Reason(StrEnum):
     AMOUNT_TOO_LOW = "amount_too_low"  # x402 exact payment below the price
     UNSUPPORTED = "unsupported_payment"  # scheme or network we do not accept
     CHAIN_UNAVAILABLE = "payment_backend_unavailable"  # cannot read chain state now
+    # spend settlements (POST /v1/payments/settlements)
+    SETTLEMENT_EMPTY = "settlement_empty"  # mask or total is zero
+    SETTLEMENT_UNKNOWN_NONCE = "settlement_nonce_unknown"  # not a captured authorization here
+    SETTLEMENT_TOTAL = "settlement_total_mismatch"  # total != sum of the charges
+    SETTLEMENT_CONFLICT = "settlement_conflict"  # overlaps one stored that it cannot replace
 
 
 class PaymentRejected(PaymentRequired):
@@ -33,4 +39,14 @@ class PaymentRejected(PaymentRequired):
 
     def __init__(self, reason: Reason, message: str, *, headers: dict[str, str] | None = None):
         super().__init__(message, code=reason.value, headers=headers)
+        self.reason = reason
+
+
+class SettlementRefused(InvalidRequest):
+    """422 with a machine-readable ``code`` (a :class:`Reason`); nothing was stored."""
+
+    status = 422
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message, code=reason.value)
         self.reason = reason

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from mercato.crypto.signers import recover_digest
 from mercato.payments.errors import Reason
-from mercato.payments.wire import SignedSpendAuthorization, SignedVoucher
-from mercato.protocol.eip712 import typed_data_digest, voucher_struct_hash
+from mercato.payments.wire import SignedSpendAuthorization, SignedSpendSettlement, SignedVoucher
+from mercato.protocol.eip712 import to_compact, typed_data_digest, voucher_struct_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,31 @@ def check_spend_authorization(
     except ValueError:
         return Reason.BAD_SIGNATURE
     if signer.lower() != auth.payer.lower():
+        return Reason.BAD_SIGNATURE
+    return None
+
+
+def check_spend_settlement(
+    signed: SignedSpendSettlement, ctx: PaymentContext, now: int
+) -> Reason | None:
+    """A spend settlement's stateless checks: chain, operator, a deadline that leaves
+    time to settle, something to settle, a canonical (low-s) signature by the payer.
+    What it covers is checked against the stored authorizations by the store."""
+    st = signed.settlement
+    if signed.chain_id != ctx.chain_id or signed.escrow.lower() != ctx.escrow.lower():
+        return Reason.WRONG_CHAIN
+    if st.operator.lower() != ctx.operator.lower():
+        return Reason.WRONG_OPERATOR
+    if st.deadline < now + ctx.settle_margin_s:
+        return Reason.EXPIRED
+    if st.mask == 0 or st.total == 0:
+        return Reason.SETTLEMENT_EMPTY
+    try:
+        to_compact(signed.signature)  # claim_settlements refuses high-s signatures
+        signer = recover_digest(st.digest(ctx.domain_separator), signed.signature)
+    except ValueError:
+        return Reason.BAD_SIGNATURE
+    if signer.lower() != st.payer.lower():
         return Reason.BAD_SIGNATURE
     return None
 

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from mercato.chain.escrow import ChannelStatus
+from mercato.errors import NotFound
 from mercato.payments.chainview import ChainView
-from mercato.payments.errors import PaymentRejected, Reason
+from mercato.payments.errors import PaymentRejected, Reason, SettlementRefused
 from mercato.payments.pricing import Estimate, Price, charge
 from mercato.payments.rules import (
     ChannelFacts,
     PaymentContext,
     check_spend_authorization,
+    check_spend_settlement,
     check_voucher,
 )
 from mercato.payments.store import PaymentStore
@@ -31,6 +33,7 @@ from mercato.payments.wire import (
     SPEND_AUTH_HEADER,
     VOUCHER_HEADER,
     SignedSpendAuthorization,
+    SignedSpendSettlement,
     SignedVoucher,
 )
 
@@ -349,6 +352,37 @@ class PaymentService:
             await self.challenge.release(payment)
             return
         await self.capture(payment, 0, 0, "")
+
+    # -- spend settlements (POST /v1/payments/settlements) -----------------------------
+
+    async def offer_settlement(self, raw: bytes) -> dict[str, Any]:
+        """Check and store a payer's spend settlement; the settlement worker sends it.
+        Raises SettlementRefused (422) with the first reason it is refused."""
+        if self.ctx is None or "spendauth" not in self.methods:
+            raise NotFound("this operator takes no spend authorizations")
+        try:
+            signed = SignedSpendSettlement.from_json(raw)
+        except PaymentRejected as exc:
+            raise SettlementRefused(exc.reason, exc.message) from exc
+        reason = check_spend_settlement(signed, self.ctx, int(time.time()))
+        if reason is not None:
+            raise SettlementRefused(reason, f"spend settlement refused: {reason.value}")
+        st = signed.settlement
+        offer = await self.run_db(
+            self.store.offer_settlement,
+            st.payer, st.word, st.mask, st.total, st.deadline, signed.signature,
+        )  # fmt: skip
+        if offer.reason is not None:
+            raise SettlementRefused(offer.reason, f"spend settlement refused: {offer.message}")
+        return {
+            "object": "spend_settlement",
+            "payer": st.payer,
+            "word": str(st.word),
+            "mask": str(st.mask),
+            "total": str(st.total),
+            "status": offer.status,
+            "replaced": offer.replaced,
+        }
 
     def settled(self, payer: str, amount: int) -> None:
         """Called by the settlement worker once claims are paid on-chain."""

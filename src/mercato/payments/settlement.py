@@ -1,19 +1,26 @@
 """Background settlement: turns persisted claims into on-chain payments, in batches.
 
 - Spend authorizations: every ``interval_s``, or at once when ``batch_size`` claims are
-  waiting or one of them comes within ``urgent_s`` of its deadline, claimable rows are
-  sent in ``claim_batch`` transactions (sorted by payer and nonce: claims of one payer
-  in one nonce word share a group, which is cheapest). A claim whose fields do not fit
-  the batch packing (deadline >= 2**56, amounts >= 2**96) can never settle: it is
-  marked rejected ("unencodable") instead of blocking its batch.
+  waiting or one of them comes within ``urgent_s`` of its deadline, the payers' stored
+  spend settlements are sent first (``claim_settlements``: one signature for many
+  authorizations), then the claimable rows they do not cover in ``claim_batch``
+  transactions (sorted by payer and nonce: claims of one payer in one nonce word share
+  a group, which is cheapest). With ``settlement_wait_s`` > 0 a claim waits that long
+  after its capture for its payer's settlement before it is claimed on its own (never
+  past ``urgent_s`` before its deadline). A settlement rejected on-chain (or gone stale)
+  returns its authorizations to the claimable rows. A claim whose fields do not fit the
+  batch packing (deadline >= 2**56, amounts >= 2**96) can never settle: it is marked
+  rejected ("unencodable") instead of blocking its batch.
 - Channels: a channel whose metered consumption passed what was settled is claimed
   with its best voucher.
 - x402: signed EIP-3009 transfers are submitted (by the x402 module's ``submit``).
 
 Rows are marked ``submitted`` before their transaction is sent. After a crash or a
-failed send, a ``submitted`` row is reconciled with the chain (``is_nonce_used``) before
-anything is sent again, so a claim is never paid twice (the contract would refuse a
-second payment anyway). Failures back off exponentially (capped) with jitter.
+failed send, a ``submitted`` settlement is reconciled with the chain (its nonce word's
+bits: all set = paid, none = send again, some = rejected) and then a ``submitted`` row
+(``is_nonce_used``) before anything is sent again, so a claim is never paid twice (the
+contract would refuse a second payment anyway). Failures back off exponentially
+(capped) with jitter.
 """
 
 from __future__ import annotations
@@ -29,11 +36,11 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from mercato.chain.batch import fits
-from mercato.chain.escrow import PaymentEscrow, SpendClaim
-from mercato.chain.events import ClaimRejected, SpendsClaimed
+from mercato.chain.escrow import MAX_SETTLEMENTS, PaymentEscrow, SignedSettlement, SpendClaim
+from mercato.chain.events import ClaimRejected, SettlementRejected, SpendsClaimed, SpendsSettled
 from mercato.payments.service import PaymentService
-from mercato.payments.store import PendingSpend
-from mercato.protocol.eip712 import SpendAuthorization
+from mercato.payments.store import PendingSpend, StoredSettlement
+from mercato.protocol.eip712 import SpendAuthorization, SpendSettlement
 from mercato.storage.payment_models import CLAIMABLE, REJECTED, SETTLED, SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class SettlementPolicy:
     urgent_s: int = 60  # settle at once when a deadline is this close
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
+    settlement_wait_s: float = 0.0  # how long a claim waits for its payer's settlement
 
 
 class SettlementWorker:
@@ -100,6 +108,8 @@ class SettlementWorker:
 
     async def settle_once(self, *, force: bool = True) -> bool:
         """One settlement round; True when it sent anything."""
+        submitted = await self._service.run_db(self._store.settlements, SUBMITTED)
+        await self._reconcile_settlements(submitted)
         pending: list[PendingSpend] = await self._service.run_db(self._store.pending_spends)
         await self._reconcile([p for p in pending if p.status == SUBMITTED])
         claimable = [p for p in pending if p.status == CLAIMABLE]
@@ -107,7 +117,11 @@ class SettlementWorker:
         urgent = any(p.deadline - now <= self._policy.urgent_s for p in claimable)
         sent = False
         if claimable and (force or urgent or len(claimable) >= self._policy.batch_size):
-            live = [p for p in claimable if p.deadline >= now]
+            if await self._settle_settlements(now):
+                sent = True
+                pending = await self._service.run_db(self._store.pending_spends)
+                claimable = [p for p in pending if p.status == CLAIMABLE]
+            live = [p for p in claimable if p.deadline >= now and self._due(p, now)]
             expired = [(p.payer, p.nonce) for p in claimable if p.deadline < now]
             if expired:
                 log.error("%d claims expired before settlement", len(expired))
@@ -122,6 +136,92 @@ class SettlementWorker:
             if self._x402 is not None:
                 sent = await self._x402.submit_pending() or sent
         return sent
+
+    def _due(self, p: PendingSpend, now: int) -> bool:
+        """Claim on its own now, or wait a little longer for the payer's settlement."""
+        wait = self._policy.settlement_wait_s
+        return (
+            wait <= 0
+            or now - p.updated_at >= wait
+            or p.deadline - now <= self._policy.urgent_s + self._policy.interval_s
+        )
+
+    # -- spend settlements ---------------------------------------------------------------
+
+    def _signed_settlement(self, st: StoredSettlement) -> SignedSettlement:
+        payer = to_checksum_address(st.payer)
+        settlement = SpendSettlement(payer, self._operator, st.word, st.mask, st.total, st.deadline)
+        return SignedSettlement(settlement, st.signature)
+
+    async def _settle_settlements(self, now: int) -> bool:
+        """Send every stored settlement (MAX_SETTLEMENTS per transaction); True when any
+        was sent. One too close to its deadline is dropped: its nonces go one by one."""
+        stored = await self._service.run_db(self._store.settlements, CLAIMABLE)
+        late = [st for st in stored if st.deadline < now + self._policy.urgent_s]
+        for st in late:
+            await self._service.run_db(
+                lambda st=st: self._store.finish_settlement(st, REJECTED, tx_hash=None,
+                                                            reason="expired")
+            )  # fmt: skip
+        stored = [st for st in stored if st not in late]
+        sent = False
+        for i in range(0, len(stored), MAX_SETTLEMENTS):
+            chunk = stored[i : i + MAX_SETTLEMENTS]
+            ready = await self._service.run_db(self._store.submit_settlements, chunk)
+            if ready:
+                await self._send_settlements(ready)
+                sent = True
+        return sent
+
+    async def _send_settlements(self, ready: list[StoredSettlement]) -> None:
+        result = await self._escrow.claim_settlements([self._signed_settlement(s) for s in ready])
+        accepted = {(e.payer.lower(), e.word, e.mask) for e in result.events_of(SpendsSettled)}
+        rejected = {
+            (e.payer.lower(), e.word, e.mask): e.reason
+            for e in result.events_of(SettlementRejected)
+        }
+        paid: dict[str, int] = {}
+        for st in ready:
+            if st.key in accepted:
+                await self._service.run_db(
+                    lambda st=st: self._store.finish_settlement(st, SETTLED,
+                                                                tx_hash=result.tx_hash)
+                )  # fmt: skip
+                paid[st.payer] = paid.get(st.payer, 0) + st.total
+                continue
+            reason = f"onchain:{int(rejected.get(st.key, 0))}"
+            log.error("settlement %s rejected on-chain (%s): claiming one by one", st.key, reason)
+            await self._service.run_db(
+                lambda st=st, r=reason: self._store.finish_settlement(
+                    st, REJECTED, tx_hash=result.tx_hash, reason=r
+                )
+            )
+        if paid:
+            await self._after_payment(paid)
+        log.info(
+            "settled %d settlements (%d rejected) in %s", len(accepted), len(rejected),
+            result.tx_hash,
+        )  # fmt: skip
+
+    async def _reconcile_settlements(self, submitted: list[StoredSettlement]) -> None:
+        """Settlements left 'submitted' by a crash or a failed send: ask the chain."""
+        paid: dict[str, int] = {}
+        for st in submitted:
+            bits = await self._escrow.nonce_bitmap(to_checksum_address(st.payer), st.word)
+            if bits & st.mask == st.mask:
+                status, reason = SETTLED, None
+                paid[st.payer] = paid.get(st.payer, 0) + st.total
+            elif bits & st.mask == 0:
+                status, reason = CLAIMABLE, None  # never landed: send it again
+            else:
+                status, reason = REJECTED, "partial"  # its nonces are reconciled one by one
+            await self._service.run_db(
+                lambda st=st, s=status, r=reason: self._store.finish_settlement(
+                    st, s, tx_hash=None, reason=r
+                )
+            )
+        if paid:
+            await self._after_payment(paid)
 
     def _claim(self, p: PendingSpend) -> SpendClaim:
         auth = SpendAuthorization(

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mercato.payments.errors import Reason
 from mercato.payments.wire import SignedSpendAuthorization
 from mercato.storage.payment_models import (
     CLAIMABLE,
+    REJECTED,
     RESERVED,
     SETTLED,
     SUBMITTED,
@@ -24,6 +26,7 @@ from mercato.storage.payment_models import (
     ChannelChargeRow,
     ChannelRow,
     SpendAuthorizationRow,
+    SpendSettlementRow,
     X402PaymentRow,
 )
 
@@ -54,6 +57,54 @@ class PendingSpend:
     amount: int
     status: str
     tx_hash: str | None
+    updated_at: int = 0  # for a claimable one: when it was captured
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSettlement:
+    payer: str  # lower case
+    word: int
+    mask: int
+    total: int
+    deadline: int
+    signature: bytes
+    status: str
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.payer, self.word, self.mask)
+
+    @property
+    def nonces(self) -> list[int]:
+        return [(self.word << 8) | bit for bit in range(256) if self.mask >> bit & 1]
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementOffer:
+    """What :meth:`PaymentStore.offer_settlement` did: ``reason`` None when stored (or
+    already held: ``status`` then says how far it got)."""
+
+    reason: Reason | None
+    message: str = ""
+    status: str = CLAIMABLE
+    replaced: int = 0  # stored settlements of the word it replaced (subsets of it)
+
+
+def _settlement(row: SpendSettlementRow) -> StoredSettlement:
+    return StoredSettlement(
+        row.payer,
+        int(row.word),
+        int(row.mask),
+        int(row.total),
+        row.deadline,
+        bytes.fromhex(row.signature[2:]),
+        row.status,
+    )
+
+
+def _zero_charge(row: SpendAuthorizationRow) -> bool:
+    """Served for nothing (amount 0): settled locally at capture, never sent on-chain."""
+    return row.status == SETTLED and not row.amount and row.tx_hash is None
 
 
 class PaymentStore:
@@ -119,6 +170,7 @@ class PaymentStore:
                 r.amount or 0,
                 r.status,
                 r.tx_hash,
+                r.updated_at,
             )
             for r in rows
         ]
@@ -167,6 +219,154 @@ class PaymentStore:
         with Session(self._engine) as session:
             row = session.get(SpendAuthorizationRow, (payer.lower(), str(nonce)))
             return (row.status, row.amount) if row else None
+
+    # -- spend settlements ------------------------------------------------------------
+
+    def offer_settlement(
+        self, payer: str, word: int, mask: int, total: int, deadline: int, signature: bytes
+    ) -> SettlementOffer:
+        """Store a payer's settlement (its signature already checked) if every nonce it
+        covers is an authorization of this payer captured here and not yet sent
+        on-chain (or served for nothing), and ``total`` is the sum of their charges. One
+        transaction: the checks and the write see the same rows."""
+        payer, now = payer.lower(), int(time.time())
+        sig = "0x" + signature.hex()
+        nonces = [str((word << 8) | bit) for bit in range(256) if mask >> bit & 1]
+        with Session(self._engine) as session, session.begin():
+            live = session.scalars(
+                select(SpendSettlementRow).where(
+                    SpendSettlementRow.payer == payer,
+                    SpendSettlementRow.word == str(word),
+                    SpendSettlementRow.status.in_((CLAIMABLE, SUBMITTED, SETTLED)),
+                )
+            ).all()
+            replace: list[SpendSettlementRow] = []
+            for row in live:
+                old = int(row.mask)
+                if old == mask and row.signature == sig:
+                    return SettlementOffer(None, "already stored", row.status)
+                if old & mask == 0:
+                    continue
+                if row.status == CLAIMABLE and old & ~mask == 0:
+                    replace.append(row)
+                    continue
+                return SettlementOffer(
+                    Reason.SETTLEMENT_CONFLICT,
+                    f"overlaps a stored settlement (mask {old}, {row.status}) it cannot replace",
+                )
+            rows = session.scalars(
+                select(SpendAuthorizationRow).where(
+                    SpendAuthorizationRow.payer == payer, SpendAuthorizationRow.nonce.in_(nonces)
+                )
+            ).all()
+            by_nonce = {r.nonce: r for r in rows}
+            for nonce in nonces:
+                spend = by_nonce.get(nonce)
+                if spend is None or spend.status in (RESERVED, VOID, REJECTED):
+                    return SettlementOffer(
+                        Reason.SETTLEMENT_UNKNOWN_NONCE,
+                        f"nonce {nonce} is not a served authorization of this payer here",
+                    )
+                if spend.status != CLAIMABLE and not _zero_charge(spend):
+                    return SettlementOffer(
+                        Reason.NONCE_USED, f"nonce {nonce} was already sent for settlement"
+                    )
+            charged = sum(int(r.amount or 0) for r in rows)
+            if charged != total:
+                return SettlementOffer(
+                    Reason.SETTLEMENT_TOTAL, f"total {total} is not the sum of charges {charged}"
+                )
+            for row in replace:
+                row.status, row.reason, row.updated_at = REJECTED, "replaced", now
+            session.execute(
+                delete(SpendSettlementRow).where(
+                    SpendSettlementRow.payer == payer,
+                    SpendSettlementRow.word == str(word),
+                    SpendSettlementRow.mask == str(mask),
+                )
+            )  # a same-mask one replaced above, or an earlier rejected one
+            session.add(
+                SpendSettlementRow(
+                    payer=payer,
+                    word=str(word),
+                    mask=str(mask),
+                    total=str(total),
+                    deadline=deadline,
+                    signature=sig,
+                    status=CLAIMABLE,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            return SettlementOffer(None, "stored", CLAIMABLE, len(replace))
+
+    def settlements(self, status: str) -> list[StoredSettlement]:
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(SpendSettlementRow)
+                .where(SpendSettlementRow.status == status)
+                .order_by(SpendSettlementRow.deadline)
+            ).all()
+            return [_settlement(r) for r in rows]
+
+    def submit_settlements(self, stored: list[StoredSettlement]) -> list[StoredSettlement]:
+        """Mark stored settlements and the claimable authorizations they cover
+        ``submitted``, before their transaction is sent. One whose nonces are no longer
+        all claimable (claimed one by one meanwhile) is rejected here ("superseded") and
+        left out of the result."""
+        ready: list[StoredSettlement] = []
+        now = int(time.time())
+        with Session(self._engine) as session, session.begin():
+            for st in stored:
+                row = session.get(SpendSettlementRow, (st.payer, str(st.word), str(st.mask)))
+                if row is None or row.status != CLAIMABLE:
+                    continue
+                nonces = [str(n) for n in st.nonces]
+                spends = session.scalars(
+                    select(SpendAuthorizationRow).where(
+                        SpendAuthorizationRow.payer == st.payer,
+                        SpendAuthorizationRow.nonce.in_(nonces),
+                    )
+                ).all()
+                ok = len(spends) == len(nonces) and all(
+                    s.status == CLAIMABLE or _zero_charge(s) for s in spends
+                )
+                if not ok:
+                    row.status, row.reason, row.updated_at = REJECTED, "superseded", now
+                    continue
+                row.status, row.updated_at = SUBMITTED, now
+                for spend in spends:
+                    if spend.status == CLAIMABLE:
+                        spend.status, spend.reason, spend.updated_at = SUBMITTED, "settlement", now
+                ready.append(st)
+        return ready
+
+    def finish_settlement(
+        self, st: StoredSettlement, status: str, *, tx_hash: str | None, reason: str | None = None
+    ) -> None:
+        """A submitted settlement's outcome: SETTLED pays the authorizations it covers;
+        REJECTED (or CLAIMABLE, to send it again) returns them to ``claimable``."""
+        now = int(time.time())
+        spend_status = SETTLED if status == SETTLED else CLAIMABLE
+        with Session(self._engine) as session, session.begin():
+            session.execute(
+                update(SpendSettlementRow)
+                .where(
+                    SpendSettlementRow.payer == st.payer,
+                    SpendSettlementRow.word == str(st.word),
+                    SpendSettlementRow.mask == str(st.mask),
+                )
+                .values(status=status, tx_hash=tx_hash, reason=reason, updated_at=now)
+            )
+            session.execute(
+                update(SpendAuthorizationRow)
+                .where(
+                    SpendAuthorizationRow.payer == st.payer,
+                    SpendAuthorizationRow.nonce.in_([str(n) for n in st.nonces]),
+                    SpendAuthorizationRow.status == SUBMITTED,
+                )
+                .values(status=spend_status, tx_hash=tx_hash, updated_at=now)
+            )
 
     # -- channels -----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Payment headers on the operator's OpenAI endpoints (docs/protocols/payments.md).
+"""Payment headers on the operator's OpenAI endpoints (docs/protocols/payments.md), and
+the body of ``POST /v1/payments/settlements`` (docs/protocols/spendauth.md).
 
 Each header value is base64url (padding optional) of a compact JSON object. Amounts
 and nonces are decimal strings (JSON numbers lose precision past 2**53); signatures
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from mercato.payments.errors import PaymentRejected, Reason
-from mercato.protocol.eip712 import SpendAuthorization
+from mercato.protocol.eip712 import SpendAuthorization, SpendSettlement
 
 SPEND_AUTH_HEADER = "X-Mercato-Spend-Authorization"
 VOUCHER_HEADER = "X-Mercato-Channel-Voucher"
@@ -145,3 +146,56 @@ class SignedVoucher:
                 "signature": "0x" + self.signature.hex(),
             }
         )
+
+
+SETTLEMENT_BODY = "spend settlement"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSpendSettlement:
+    """A payer's signed ``SpendSettlement`` as the operator's settlements endpoint takes
+    it: a JSON object with the same fields as the header forms (decimal strings)."""
+
+    settlement: SpendSettlement
+    chain_id: int
+    escrow: str
+    signature: bytes
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SignedSpendSettlement:
+        what = SETTLEMENT_BODY
+        try:
+            doc = orjson.loads(raw)
+        except ValueError as exc:
+            raise PaymentRejected(Reason.MALFORMED, f"{what}: not JSON") from exc
+        if not isinstance(doc, dict):
+            raise PaymentRejected(Reason.MALFORMED, f"{what}: must be a JSON object")
+        settlement = SpendSettlement(
+            payer=_address(doc, "payer", what),
+            operator=_address(doc, "operator", what),
+            # the widths claim_settlements packs (mercato.chain.batch.check_settlement)
+            word=_int(doc, "word", what, 200),
+            mask=_int(doc, "mask", what),
+            total=_int(doc, "total", what, 96),
+            deadline=_int(doc, "deadline", what, 56),
+        )
+        return cls(
+            settlement,
+            _int(doc, "chainId", what, 64),
+            _address(doc, "escrow", what),
+            _hex(doc, "signature", what, 65),
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        s = self.settlement
+        return {
+            "payer": s.payer,
+            "operator": s.operator,
+            "word": str(s.word),
+            "mask": str(s.mask),
+            "total": str(s.total),
+            "deadline": str(s.deadline),
+            "chainId": self.chain_id,
+            "escrow": self.escrow,
+            "signature": "0x" + self.signature.hex(),
+        }

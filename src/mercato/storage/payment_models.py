@@ -36,6 +36,30 @@ class SpendAuthorizationRow(Base):
     __table_args__ = (Index("ix_pay_spend_status", "status", "deadline"),)
 
 
+class SpendSettlementRow(Base):
+    """A payer's signed spend settlement of some of its authorizations to this operator
+    (one nonce word; docs/protocols/spendauth.md, "Spend settlements"). The live ones of
+    a (payer, word) have disjoint masks; a stored, unsubmitted one is replaced by one
+    whose mask is a superset (it becomes REJECTED, reason "replaced"). Status: CLAIMABLE
+    (stored) -> SUBMITTED -> SETTLED, or REJECTED (its nonces are claimed one by one)."""
+
+    __tablename__ = "pay_spend_settlements"
+
+    payer: Mapped[str] = mapped_column(String(42), primary_key=True)
+    word: Mapped[str] = mapped_column(String(78), primary_key=True)  # decimal, < 2**200
+    mask: Mapped[str] = mapped_column(String(78), primary_key=True)  # uint256, decimal
+    total: Mapped[str] = mapped_column(String(40))  # uint96, decimal
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(String(132))
+    status: Mapped[str] = mapped_column(String(16))
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_pay_settlement_status", "status", "deadline"),)
+
+
 class ChannelRow(Base):
     """What this operator knows of one payment channel it is paid through."""
 

@@ -1,5 +1,6 @@
-"""Client side of Mercato's payment headers: sign spend authorizations and vouchers
-with ``eth_account`` (the ecosystem's own EIP-712 implementation).
+"""Client side of Mercato's payment headers: sign spend authorizations, spend
+settlements and vouchers with ``eth_account`` (the ecosystem's own EIP-712
+implementation).
 
 Nonces are allocated inside one 256-bit bitmap word at a time (random word, then
 bits 0, 1, 2, ...), which is what makes settling a batch of them cheap on-chain.
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
-from mercato.payments.wire import SignedSpendAuthorization, SignedVoucher
+from mercato.payments.wire import SignedSpendAuthorization, SignedSpendSettlement, SignedVoucher
 from mercato.protocol.eip712 import (
     SpendAuthorization,
+    SpendSettlement,
     escrow_domain,
     make_nonce,
     voucher_typed_data,
@@ -66,6 +68,31 @@ def sign_spend_authorization(
     typed = auth.typed_data(escrow_domain(ref.chain_id, ref.escrow))
     signature = bytes(account.sign_typed_data(full_message=typed).signature)
     return SignedSpendAuthorization(auth, ref.chain_id, ref.escrow, signature)
+
+
+def sign_spend_settlement(
+    account: LocalAccount,
+    ref: EscrowRef,
+    operator: str,
+    word: int,
+    charges: dict[int, int],
+    *,
+    ttl_s: int = 3600,
+    deadline: int | None = None,
+) -> SignedSpendSettlement:
+    """The payer's settlement of its nonces ``word << 8 | bit`` for every ``bit`` in
+    ``charges`` (bit -> what that request was charged), for their sum."""
+    settlement = SpendSettlement(
+        payer=account.address,
+        operator=operator,
+        word=word,
+        mask=sum(1 << bit for bit in charges),
+        total=sum(charges.values()),
+        deadline=deadline if deadline is not None else int(time.time()) + ttl_s,
+    )
+    typed = settlement.typed_data(escrow_domain(ref.chain_id, ref.escrow))
+    signature = bytes(account.sign_typed_data(full_message=typed).signature)
+    return SignedSpendSettlement(settlement, ref.chain_id, ref.escrow, signature)
 
 
 def sign_voucher(

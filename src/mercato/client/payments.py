@@ -24,19 +24,24 @@ from mercato.protocol.eip712 import (
     voucher_typed_data,
 )
 
+#: A random 64-bit nonce word per allocator (and per 256 nonces): distinct for every
+#: client session of a payer short of ~2**32 of them, settleable by a spend settlement
+#: (words below 2**200) and cheap in claim_batch's calldata (docs/protocols/spendauth.md).
+WORD_BITS = 64
+
 
 class NonceAllocator:
     """Unordered spend-authorization nonces, dense within a bitmap word."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._word = secrets.randbits(248)
+        self._word = secrets.randbits(WORD_BITS)
         self._bit = 0
 
     def next(self) -> int:
         with self._lock:
             if self._bit == 256:
-                self._word, self._bit = secrets.randbits(248), 0
+                self._word, self._bit = secrets.randbits(WORD_BITS), 0
             nonce = make_nonce(self._word, self._bit)
             self._bit += 1
             return nonce

@@ -18,6 +18,8 @@ from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
 
 from mercato.chain.batch import pack_settlement, unpack_settlement
+from mercato.client.payments import EscrowRef, sign_spend_settlement
+from mercato.payments.wire import SignedSpendSettlement
 from mercato.protocol import eip712
 from tests.helpers import doc_blocks
 
@@ -68,6 +70,23 @@ def test_settlement_values() -> None:
     body = encode(["(uint256,uint256,uint256,bytes32,bytes32)[]"], [[packed]])
     assert bytes.fromhex("".join(words)) == body
     assert unpack_settlement(packed) == (int(PAYER, 16), 1_734_567, 0x2A, 384, DEADLINE)
+
+
+def test_request_body() -> None:
+    """The endpoint's body: what the SDK sends for the example, and what the operator
+    reads back from the documented bytes."""
+    documented_body = documented()["request-body"]
+    signed = sign_spend_settlement(
+        Account.from_key(KEY), EscrowRef(CHAIN_ID, ESCROW), OPERATOR, 0x2A,
+        {7: 1_234_567, 8: 500_000}, deadline=DEADLINE,
+    )  # fmt: skip
+    assert json.loads(documented_body) == signed.to_doc()
+    assert hx(signed.signature) == documented()["signature"]
+    parsed = SignedSpendSettlement.from_json(documented_body.encode())
+    assert parsed.settlement == eip712.SpendSettlement(
+        PAYER.lower(), OPERATOR.lower(), 0x2A, 384, 1_734_567, DEADLINE
+    )
+    assert (parsed.chain_id, parsed.escrow) == (CHAIN_ID, ESCROW.lower())
 
 
 @pytest.fixture

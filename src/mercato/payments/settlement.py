@@ -39,7 +39,7 @@ from mercato.chain.batch import fits
 from mercato.chain.escrow import MAX_SETTLEMENTS, PaymentEscrow, SignedSettlement, SpendClaim
 from mercato.chain.events import ClaimRejected, SettlementRejected, SpendsClaimed, SpendsSettled
 from mercato.payments.service import PaymentService
-from mercato.payments.store import PendingSpend, StoredSettlement
+from mercato.payments.store import FALLBACK, PendingSpend, StoredSettlement
 from mercato.protocol.eip712 import SpendAuthorization, SpendSettlement
 from mercato.storage.payment_models import CLAIMABLE, REJECTED, SETTLED, SUBMITTED
 
@@ -142,6 +142,7 @@ class SettlementWorker:
         wait = self._policy.settlement_wait_s
         return (
             wait <= 0
+            or p.reason == FALLBACK  # its settlement failed: no other is coming
             or now - p.updated_at >= wait
             or p.deadline - now <= self._policy.urgent_s + self._policy.interval_s
         )

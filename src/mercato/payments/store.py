@@ -47,6 +47,9 @@ _CAPTURE_SPEND = (
 )
 
 
+FALLBACK = "settlement_rejected"  # a claimable row whose settlement failed
+
+
 @dataclass(frozen=True, slots=True)
 class PendingSpend:
     payer: str
@@ -58,6 +61,7 @@ class PendingSpend:
     status: str
     tx_hash: str | None
     updated_at: int = 0  # for a claimable one: when it was captured
+    reason: str | None = None  # FALLBACK: a settlement covering it failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,7 @@ class PaymentStore:
                 r.status,
                 r.tx_hash,
                 r.updated_at,
+                r.reason,
             )
             for r in rows
         ]
@@ -333,6 +338,9 @@ class PaymentStore:
                 )
                 if not ok:
                     row.status, row.reason, row.updated_at = REJECTED, "superseded", now
+                    for spend in spends:
+                        if spend.status == CLAIMABLE:
+                            spend.reason = FALLBACK
                     continue
                 row.status, row.updated_at = SUBMITTED, now
                 for spend in spends:
@@ -344,10 +352,17 @@ class PaymentStore:
     def finish_settlement(
         self, st: StoredSettlement, status: str, *, tx_hash: str | None, reason: str | None = None
     ) -> None:
-        """A submitted settlement's outcome: SETTLED pays the authorizations it covers;
-        REJECTED (or CLAIMABLE, to send it again) returns them to ``claimable``."""
+        """A settlement's outcome: SETTLED pays the authorizations it covers; CLAIMABLE
+        (send it again) returns them to ``claimable``; REJECTED too, marked FALLBACK so
+        that they are claimed one by one without waiting for another settlement."""
         now = int(time.time())
         spend_status = SETTLED if status == SETTLED else CLAIMABLE
+        covered = (SUBMITTED, CLAIMABLE) if status == REJECTED else (SUBMITTED,)
+        values: dict[str, object] = {"status": spend_status, "updated_at": now}
+        if tx_hash is not None:
+            values["tx_hash"] = tx_hash
+        if status == REJECTED:
+            values["reason"] = FALLBACK
         with Session(self._engine) as session, session.begin():
             session.execute(
                 update(SpendSettlementRow)
@@ -363,9 +378,9 @@ class PaymentStore:
                 .where(
                     SpendAuthorizationRow.payer == st.payer,
                     SpendAuthorizationRow.nonce.in_([str(n) for n in st.nonces]),
-                    SpendAuthorizationRow.status == SUBMITTED,
+                    SpendAuthorizationRow.status.in_(covered),
                 )
-                .values(status=spend_status, tx_hash=tx_hash, updated_at=now)
+                .values(**values)
             )
 
     # -- channels -----------------------------------------------------------------------

@@ -12,20 +12,29 @@ A journal applies at most once, ever: its lines carry ``idem_key`` = ``<tx_id>:<
 (unique in the table) and a journal whose ``tx_id`` is already there is skipped. A
 history row is inserted with the same transaction as its request's journals, so
 history and balances cannot disagree after a crash.
+
+Rows go in as multi-row INSERTs (:class:`_Bulk`), a few statements per commit, never a
+statement per row: the driver lets go of the GIL around every statement it runs, and
+while the request thread is busy, taking the GIL back can wait out a whole switch
+interval (5 ms). Row by row (``executemany``), a 2,000-row commit under load took
+seconds and the queue grew without bound (measured: ~400 rows/s written against
+2,900 requests/s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import operator
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mercato.storage.router_models import RouterBalance, RouterLedgerEntry, RouterRequest
@@ -75,7 +84,7 @@ class Writer:
         self._closing = False
         self.commits = 0
         self.failures = 0
-        self._stmts: tuple[Any, Any] | None = None
+        self._stmts: tuple[_Bulk, _Bulk, _Bulk] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="router-writer")
@@ -157,29 +166,36 @@ class Writer:
                 if job.future is not None and not job.future.done():
                     job.future.set_result(flags)
 
-    def _statements(self) -> tuple[Any, Any]:
-        """The balance upsert and the history insert, built once (compiled and cached)."""
-        dialect_insert = (
-            postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+    def _statements(self) -> tuple[_Bulk, _Bulk, _Bulk]:
+        """Ledger lines, balance upserts and history rows, as multi-row INSERTs."""
+        dialect = self._engine.dialect
+        dialect_insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+
+        def upsert(rows: list[dict[str, Any]]) -> Any:
+            stmt = dialect_insert(RouterBalance).values(rows)
+            return stmt.on_conflict_do_update(
+                index_elements=["account"],
+                set_={"balance": RouterBalance.balance + stmt.excluded.balance},
+            )
+
+        def history(rows: list[dict[str, Any]]) -> Any:
+            stmt = dialect_insert(RouterRequest).values(rows)
+            return stmt.on_conflict_do_nothing(index_elements=["request_id"])
+
+        return (
+            _Bulk(dialect, lambda rows: insert(RouterLedgerEntry).values(rows), LEDGER_COLUMNS),
+            _Bulk(dialect, upsert, ("account", "balance")),
+            _Bulk(dialect, history, HISTORY_COLUMNS),
         )
-        up = dialect_insert(RouterBalance)
-        up = up.on_conflict_do_update(
-            index_elements=["account"],
-            set_={"balance": RouterBalance.balance + up.excluded.balance},
-        )
-        history = dialect_insert(RouterRequest).on_conflict_do_nothing(
-            index_elements=["request_id"]
-        )
-        return up, history
 
     def _write(self, batch: _Batch) -> tuple[list[list[bool]], dict[str, int]]:
         if self._stmts is None:
             self._stmts = self._statements()
-        upsert, insert_history = self._stmts
+        insert_lines, upsert_balances, insert_history = self._stmts
         now = int(time.time())
         tx_ids = [j.tx_id for job in batch.jobs for j in job.journals]
         deltas: dict[str, int] = defaultdict(int)
-        lines: list[dict[str, Any]] = []
+        lines: list[tuple[Any, ...]] = []
         applied: list[list[bool]] = []
         history = list(batch.history)
         balances: dict[str, int] = {}
@@ -200,27 +216,18 @@ class Writer:
                     seen.add(j.tx_id)
                     flags.append(True)
                     for n, (account, amount) in enumerate(j.lines):
+                        # in LEDGER_COLUMNS' order
                         lines.append(
-                            {
-                                "idem_key": f"{j.tx_id}:{n}",
-                                "tx_id": j.tx_id,
-                                "kind": j.kind,
-                                "account": account,
-                                "amount": amount,
-                                "request_id": j.request_id,
-                                "created_at": now,
-                            }
+                            (f"{j.tx_id}:{n}", j.tx_id, j.kind, account, amount, j.request_id, now)
                         )
                         deltas[account] += amount
                 applied.append(flags)
                 if job.history is not None:
                     history.append(job.history)
-            if lines:
-                conn.execute(insert(RouterLedgerEntry), lines)
-            for account, delta in sorted(deltas.items()):  # sorted: no deadlocks between replicas
-                conn.execute(upsert, {"account": account, "balance": delta})
-            if history:
-                conn.execute(insert_history, history)
+            insert_lines.run(conn, lines)
+            # sorted: replicas lock balances in one order, so they cannot deadlock
+            upsert_balances.run(conn, sorted(deltas.items()))
+            insert_history.run(conn, list(map(_history_values, history)))
             if deltas:
                 rows = conn.execute(
                     select(RouterBalance.account, RouterBalance.balance).where(
@@ -229,6 +236,63 @@ class Writer:
                 )
                 balances = {a: int(b) for a, b in rows}
         return applied, balances
+
+
+HISTORY_COLUMNS = tuple(c.name for c in RouterRequest.__table__.columns)
+LEDGER_COLUMNS = ("idem_key", "tx_id", "kind", "account", "amount", "request_id", "created_at")
+_history_values = operator.itemgetter(*HISTORY_COLUMNS)
+
+
+class _Bulk:
+    """Multi-row INSERTs of one shape: rows go in chunks whose sizes are powers of two
+    (at most ``MAX_PARAMS`` parameters), each size compiled by SQLAlchemy once."""
+
+    MAX_PARAMS = 16_384  # SQLite allows 32,766 parameters per statement, PostgreSQL 65,535
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        make: Callable[[list[dict[str, Any]]], Any],
+        columns: Sequence[str],
+    ) -> None:
+        self._dialect = dialect
+        self._make = make
+        self._columns = tuple(columns)
+        self.max_rows = 1 << ((self.MAX_PARAMS // len(columns)).bit_length() - 1)
+        self._compiled: dict[int, tuple[str, tuple[str, ...] | None]] = {}
+
+    def _statement(self, rows: int) -> tuple[str, tuple[str, ...] | None]:
+        """The SQL for ``rows`` rows, and its parameter names if the driver takes names."""
+        found = self._compiled.get(rows)
+        if found is None:
+            width = len(self._columns)
+            names = tuple(f"r{i}c{j}" for i in range(rows) for j in range(width))
+            values: list[dict[str, Any]] = [
+                {c: bindparam(names[i * width + j]) for j, c in enumerate(self._columns)}
+                for i in range(rows)
+            ]
+            compiled = self._make(values).compile(dialect=self._dialect)
+            if self._dialect.positional and tuple(compiled.positiontup or ()) != names:
+                raise RuntimeError("unexpected parameter order in a multi-row INSERT")
+            found = self._compiled[rows] = (
+                str(compiled),
+                None if self._dialect.positional else names,
+            )
+        return found
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        done = 0
+        while done < len(rows):
+            size = min(self.max_rows, 1 << ((len(rows) - done).bit_length() - 1))
+            part = rows[done : done + size]
+            done += size
+            flat = tuple(itertools.chain.from_iterable(part))
+            if len(flat) != size * len(self._columns):
+                raise ValueError("a row does not have one value per column")
+            sql, names = self._statement(size)
+            conn.exec_driver_sql(
+                sql, flat if names is None else dict(zip(names, flat, strict=True))
+            )
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

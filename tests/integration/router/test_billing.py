@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from mercato.errors import PaymentRequired
 from mercato.router.credits import REVENUE, TOPUPS, Credits, held_account, key_account
 from mercato.router.history import History
-from mercato.router.writer import Writer
+from mercato.router.writer import Job, Journal, Writer
 from mercato.storage.db import make_engine, migrate
 from mercato.storage.router_models import RouterBalance, RouterLedgerEntry, RouterRequest
 
@@ -206,3 +206,35 @@ async def test_history_of_uncharged_requests_is_written_without_other_traffic(
     finally:
         await writer.close()
         engine.dispose()
+
+
+async def test_one_large_commit_writes_every_row_and_line(db_url: str) -> None:
+    """Rows go in as multi-row INSERTs in chunks (router/writer.py): a commit of
+    1,500 history rows and 1,300 journals over 650 accounts (sizes that are not
+    multiples of any chunk) writes each of them once, with its values intact."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    writer = Writer(engine, flush_interval_s=60, max_batch=5000)
+    for i in range(1500):
+        row = history_row(f"h{i}", f"k{i % 7}", i)
+        row.update(stream=i % 2 == 0, latency_ms=i / 8, ttft_ms=None if i % 3 else i / 4)
+        writer.add_history(row)
+    for i in range(1300):
+        lines = ((f"key:a{i % 650}", -(i + 1)), (f"key:b{i % 650}", i + 1))
+        writer.submit(Job([Journal(f"t{i}", "capture", lines, f"h{i}")]))
+    await writer.start()
+    await writer.close()  # writes everything queued
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(RouterRequest)) == 1500
+        got = {r.request_id: r for r in s.scalars(select(RouterRequest))}
+        for i in (0, 1, 511, 512, 513, 1023, 1024, 1499):
+            r = got[f"h{i}"]
+            assert (r.key_id, r.cost, r.stream, r.latency_ms) == (f"k{i % 7}", i, i % 2 == 0, i / 8)
+            assert r.ttft_ms == (None if i % 3 else i / 4)
+        assert s.scalar(select(func.count()).select_from(RouterLedgerEntry)) == 2600
+        assert s.scalar(select(func.count(func.distinct(RouterLedgerEntry.idem_key)))) == 2600
+        balances = dict(s.execute(select(RouterBalance.account, RouterBalance.balance)).all())
+        assert len(balances) == 1300
+        # account a{n} took part in journals n and n + 650
+        assert balances["key:a0"] == -(1 + 651) and balances["key:b649"] == 650 + 1300
+    engine.dispose()

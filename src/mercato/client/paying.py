@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,9 +35,10 @@ from mercato.client.payments import (
     EscrowRef,
     NonceAllocator,
     sign_spend_authorization,
-    sign_spend_settlement,
     sign_voucher,
 )
+from mercato.client.settling import SETTLEMENTS_PATH as SETTLEMENTS_PATH
+from mercato.client.settling import Payee, SpendSettler, charged_of
 from mercato.payments.wire import SPEND_AUTH_HEADER, VOUCHER_HEADER
 from mercato.protocol.receipts import Receipt
 
@@ -48,9 +48,6 @@ if TYPE_CHECKING:
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 SPENDAUTH_SCHEME = "mercato-spendauth"
 PER_TOKENS = 1_000_000
-SETTLEMENTS_PATH = "/v1/payments/settlements"
-
-log = logging.getLogger(__name__)
 
 
 class PaymentError(Exception):
@@ -176,8 +173,9 @@ class ApiKeyPayment:
 class SpendAuthPayment:
     """A fresh spend authorization per request, capped at the request's cost bound; the
     charges the answers report are settled afterwards by spend settlements (one payer
-    signature per operator and nonce word: docs/protocols/spendauth.md), which the
-    operator uses instead of settling each authorization (``settle=False``: never)."""
+    signature per operator and nonce word: docs/protocols/spendauth.md, posted by a
+    :class:`mercato.client.settling.SpendSettler`), which the operator uses instead of
+    settling each authorization (``settle=False``: never)."""
 
     method = "spendauth"
 
@@ -195,14 +193,17 @@ class SpendAuthPayment:
         self.nonces = NonceAllocator()
         self.terms: dict[str, Terms] = {}
         self.settle = settle
-        self.settle_every = settle_every
-        self._http = http
+        self.settler = SpendSettler(account, every=settle_every, ttl_s=ttl_s, http=http)
         self._sent: dict[str, tuple[Terms, int]] = {}  # header value -> (terms, nonce)
-        # (target, operator, word) -> bit -> charged, answered and not yet in a settlement
-        self._done: dict[tuple[str, str, int], dict[int, int]] = {}
-        self._word: int | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.settlements: list[dict[str, Any]] = []  # the operators' answers, for callers
+
+    @property
+    def settle_every(self) -> int:
+        return self.settler.every
+
+    @property
+    def settlements(self) -> list[dict[str, Any]]:
+        """The operators' answers to the settlements posted, for callers."""
+        return list(self.settler.answers)
 
     def _header(self, terms: Terms, amount: int) -> dict[str, str]:
         nonce = self.nonces.next()
@@ -212,10 +213,7 @@ class SpendAuthPayment:
         value = signed.encode()
         if self.settle:
             self._sent[value] = (terms, nonce)
-            word = nonce >> 8
-            if self._word is not None and word != self._word:  # the word moved on
-                self._flush(lambda key, old=self._word: key[2] == old)
-            self._word = word
+            self.settler.allocated(nonce)
         return {SPEND_AUTH_HEADER: value}
 
     async def prepay(self, target: str, body: bytes) -> dict[str, str]:
@@ -235,60 +233,15 @@ class SpendAuthPayment:
         self, target: str, receipt: Receipt | None, ok: bool, sent: dict[str, str]
     ) -> None:
         found = self._sent.pop(sent.get(SPEND_AUTH_HEADER, ""), None)
-        if found is None or receipt is None or not ok:
+        charged = charged_of(receipt)
+        if found is None or charged is None or not ok:
             return  # not served (or not ours): the operator charges it nothing or alone
         terms, nonce = found
-        payment = receipt.payment or {}
-        if payment.get("method") != "spendauth" or payment.get("charged") is None:
-            return
-        key = (target, terms.operator, nonce >> 8)
-        done = self._done.setdefault(key, {})
-        done[nonce & 255] = int(payment["charged"])
-        if len(done) >= self.settle_every:
-            self._flush(lambda k: k == key)
-
-    def _flush(self, which: Any) -> None:
-        """Sign and post, in the background, a settlement of every selected word's
-        answered nonces (those of other operators or words wait)."""
-        for key in [k for k in self._done if which(k)]:
-            charges = self._done.pop(key)
-            if not charges or not any(charges.values()):
-                continue  # nothing to pay: the operator has nothing to claim either
-            target = key[0]
-            terms = self.terms.get(target)
-            if terms is None:
-                continue
-            task = asyncio.get_running_loop().create_task(
-                self._post(target, terms, key[2], charges)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _post(self, target: str, terms: Terms, word: int, charges: dict[int, int]) -> None:
-        try:
-            signed = sign_spend_settlement(
-                self.account, terms.ref, terms.operator, word, charges, ttl_s=self.ttl_s
-            )
-            http = self._http or httpx.AsyncClient(timeout=10.0)
-            try:
-                response = await http.post(target + SETTLEMENTS_PATH, json=signed.to_doc())
-            finally:
-                if self._http is None:
-                    await http.aclose()
-            doc = response.json() if response.content else {}
-            if response.status_code != 200:
-                # the operator then claims these authorizations one by one, as it may
-                log.info("spend settlement refused by %s: %s", target, response.text[:200])
-            self.settlements.append({"status_code": response.status_code, **doc})
-        except Exception as exc:  # a settlement is an optimization: never fail a caller
-            log.info("spend settlement to %s not delivered: %s", target, exc)
+        self.settler.answered(Payee(target, terms.operator, terms.ref), nonce, charged)
 
     async def flush(self) -> None:
         """Settle every answered nonce now and wait for the operators' answers."""
-        if self.settle:
-            self._flush(lambda key: True)
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.settler.flush()
 
     async def aclose(self) -> None:
         await self.flush()

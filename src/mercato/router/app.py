@@ -142,6 +142,10 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
             await state.discovery.close()
+            try:  # the payer's last settlements (posted and answered, or given up on)
+                await forwarder.payer.close()
+            except Exception:
+                log.exception("closing the payer failed")
             await forwarder.close()
             await writer.close()
             engine.dispose()

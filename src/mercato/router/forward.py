@@ -13,8 +13,9 @@ nothing is retried after that. Every attempt feeds the upstream's stats and brea
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +43,8 @@ WALLET_PAYMENT_HEADERS = (
     "payment-signature",
 )
 ATTEMPTS_HEADER = "X-Mercato-Attempts"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,8 @@ class OpenStream:
     _done: Callable[[bool, float, float | None], None]
     _finished: bool = field(default=False)
     headers: dict[str, str] = field(default_factory=dict)  # upstream headers passed on
+    # tells the router's payer the outcome (None when the router did not pay)
+    _paid: Callable[[Receipt | None], Awaitable[None]] | None = None
 
     def finish(self, ok: bool) -> None:
         if not self._finished:
@@ -98,6 +103,13 @@ class OpenStream:
 
     def close(self) -> None:
         self._resp.release()
+
+    async def paid(self, receipt: Receipt | None) -> None:
+        """The stream has ended (``receipt``: the operator's verified receipt, if any):
+        tell the router's payer, if it paid this attempt. Never raises."""
+        if self._paid is not None:
+            report, self._paid = self._paid, None
+            await report(receipt)
 
 
 class RequestBodies:
@@ -169,15 +181,35 @@ class Forwarder:
 
     async def _headers(
         self, offer: Offer, estimate: Estimate, wallet: dict[str, str] | None
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str], dict[str, str] | None]:
+        """The attempt's headers, and the payer's own among them (None: the router's
+        payer was not asked, so it is not told the outcome either)."""
         headers = {"Content-Type": "application/json"}
+        paid: dict[str, str] | None = None
         if offer.kind == "provider":
             headers.update(self._provider_headers(offer))
         elif wallet is not None:  # the client pays the operator itself: no payment of ours
             headers.update(wallet)
         else:
-            headers.update(await self.payer.payment_headers(offer, estimate))
-        return headers
+            paid = await self.payer.payment_headers(offer, estimate)
+            headers.update(paid)
+        return headers, paid
+
+    async def _report(
+        self,
+        offer: Offer,
+        status: int,
+        headers: Mapping[str, str],
+        receipt: Receipt | None,
+        paid: dict[str, str] | None,
+    ) -> None:
+        """Tell the payer an attempt's outcome, if it paid the attempt; never raises."""
+        if paid is None:
+            return
+        try:
+            await self.payer.on_response(offer, status, headers, receipt, paid)
+        except Exception:
+            log.exception("the payer failed on %s's answer", offer.name)
 
     def _plan(self, plan: list[Candidate]) -> AsyncIterator[tuple[Offer, float]]:
         """The offers to try with each attempt's timeout, honoring breakers, retries
@@ -222,8 +254,9 @@ class Forwarder:
             body = bodies.for_offer(offer)
             if self._http is None:
                 raise UpstreamError("router not started")
+            paid: dict[str, str] | None = None
             try:
-                headers = await self._headers(offer, estimate, wallet)
+                headers, paid = await self._headers(offer, estimate, wallet)
                 answer = await self._http.post(
                     target(offer.base_url + PATHS[endpoint]), body, headers.items(), timeout
                 )
@@ -236,14 +269,13 @@ class Forwarder:
                 last_error = UpstreamError(f"{offer.name}: {exc}", code="upstream_unreachable")
                 continue
             data, status, resp_headers = answer.body, answer.status, answer.headers
-            if offer.kind == "operator" and wallet is None:
-                await self.payer.on_response(offer, status, resp_headers, None)
             if status == 200:
                 receipt: Receipt | None = None
                 if offer.kind == "operator":
                     receipt, reason = check_receipt(
                         offer, resp_headers.get(RECEIPT_HEADER.lower()), bodies.raw, data
                     )
+                    await self._report(offer, status, resp_headers, receipt, paid)
                     if receipt is None:
                         done("bad_receipt", False, status)
                         last_error = UpstreamError(
@@ -257,6 +289,7 @@ class Forwarder:
                 return Served(
                     offer, 200, data, passed, receipt, attempts, time.monotonic() - started
                 )
+            await self._report(offer, status, resp_headers, None, paid)
             if status in RETRY_STATUSES or status >= 500:
                 done(f"http_{status}", False, status)
                 last_error = _upstream_status_error(offer, status, data)
@@ -282,8 +315,9 @@ class Forwarder:
             started = time.monotonic()
             done = self._attempt_done(offer, attempts, started)
             resp: aiohttp.ClientResponse | None = None
+            paid: dict[str, str] | None = None
             try:
-                headers = await self._headers(offer, estimate, wallet)
+                headers, paid = await self._headers(offer, estimate, wallet)
                 resp = await self.session.post(
                     offer.base_url + PATHS[endpoint],
                     data=bodies.for_offer(offer),
@@ -298,6 +332,7 @@ class Forwarder:
                 if status != 200:
                     data = await resp.read()
                     resp.release()
+                    await self._report(offer, status, resp.headers, None, paid)
                     if status in RETRY_STATUSES or status >= 500:
                         done(f"http_{status}", False, status)
                         last_error = _upstream_status_error(offer, status, data)
@@ -325,6 +360,8 @@ class Forwarder:
             opened = OpenStream(
                 offer, first, events, attempts, ttft, started, resp, _stream_done(done)
             )
+            if paid is not None:
+                opened._paid = _stream_paid(self, offer, resp.headers, paid)
             if wallet is not None:
                 opened.headers = {
                     k.lower(): v for k, v in resp.headers.items() if k.lower() in keep
@@ -355,6 +392,15 @@ class _Done:
             self.stats.breaker.release()
         else:
             self.stats.record_attempt(ok, latency, ttft)
+
+
+def _stream_paid(
+    forwarder: Forwarder, offer: Offer, headers: Mapping[str, str], paid: dict[str, str]
+) -> Callable[[Receipt | None], Awaitable[None]]:
+    async def report(receipt: Receipt | None) -> None:
+        await forwarder._report(offer, 200, headers, receipt, paid)
+
+    return report
 
 
 def _stream_done(done: _Done) -> Callable[[bool, float, float | None], None]:

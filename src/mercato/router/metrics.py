@@ -58,6 +58,13 @@ class RouterMetrics:
             registry=r,
         )
         self.offers = Gauge("mercato_router_offers", "Offers in the routing table.", registry=r)
+        self.settlements = Gauge(
+            "mercato_router_spend_settlements",
+            "Spend settlements the router's payer posted to operators, by outcome "
+            "(accepted, refused, failed: not delivered).",
+            ["outcome"],
+            registry=r,
+        )
         self.writer_queue = Gauge(
             "mercato_router_writer_queue", "Jobs waiting for the database writer.", registry=r
         )

@@ -6,7 +6,8 @@ receipt is checked against the exact bytes relayed (and the operator's on-chain
 signers), the request is billed (durably, see credits.py), and only then do
 ``[DONE]``, the receipt comment (unchanged) and a ``: mercato-cost {...}`` comment go
 out. A receipt that fails the check is not passed on: ``: mercato-receipt-rejected
-<reason>`` goes instead, and nothing is charged.
+<reason>`` goes instead, and nothing is charged. Last, when the router paid the
+operator itself, its payer is told the outcome with the verified receipt (or None).
 """
 
 from __future__ import annotations
@@ -123,22 +124,27 @@ class RelayStream(Response):
                 complete = receipt is not None
         outcome = StreamOutcome(complete, reason, usage, data_events, receipt)
         st.finish(complete)
-        tail = await self._finish(outcome)
-        if not sent_ok or gone.is_set():
-            return
-        out = b""
-        if complete or reason.startswith("receipt_"):
-            out += done_event or SSE_DONE
-            if receipt is not None and receipt_raw is not None:
-                out += receipt_raw
-            elif reason.startswith("receipt_"):
-                out += b": mercato-receipt-rejected " + reason.encode() + b"\n\n"
-            out += b"".join(trailing) + tail
-        elif reason == "upstream_failed" or reason == "incomplete":
-            err = UpstreamError(f"the stream from {st.offer.name} broke off", code="stream_broken")
-            out += b"data: " + orjson.dumps(err.to_body()) + b"\n\n"
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": out, "more_body": False})
+        try:
+            tail = await self._finish(outcome)
+            if not sent_ok or gone.is_set():
+                return
+            out = b""
+            if complete or reason.startswith("receipt_"):
+                out += done_event or SSE_DONE
+                if receipt is not None and receipt_raw is not None:
+                    out += receipt_raw
+                elif reason.startswith("receipt_"):
+                    out += b": mercato-receipt-rejected " + reason.encode() + b"\n\n"
+                out += b"".join(trailing) + tail
+            elif reason == "upstream_failed" or reason == "incomplete":
+                err = UpstreamError(
+                    f"the stream from {st.offer.name} broke off", code="stream_broken"
+                )
+                out += b"data: " + orjson.dumps(err.to_body()) + b"\n\n"
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": out, "more_body": False})
+        finally:
+            await st.paid(receipt)  # the router's payer, once the client had everything
 
 
 def _check(

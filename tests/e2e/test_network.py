@@ -21,6 +21,7 @@ from mercato.chain.anvil import dev_account
 from mercato.chain.client import ChainClient
 from mercato.chain.devnet import set_balance
 from mercato.chain.manifest import Manifest
+from mercato.client.paying import SpendAuthPayment
 from mercato.client.payments import (
     EscrowRef,
     NonceAllocator,
@@ -219,6 +220,12 @@ async def test_operators_settle_on_chain(network: NetworkInfo, wallet_password: 
             )
             assert answer is not None and answer.verified and answer.cost
             total += answer.cost
+        # the operators wait for spend settlements (settlement_wait_s, 300 s by default):
+        # the SDK posts its settlement now (close() would too), the operator settles it
+        payer = client.payer
+        assert isinstance(payer, SpendAuthPayment)
+        await payer.flush()
+        assert [s["status_code"] for s in payer.settlements] == [200]
         deadline = time.monotonic() + 30
         while await me.token.balance_of(op.address) < before + total:
             assert time.monotonic() < deadline, "not settled in time"

@@ -103,7 +103,8 @@ class PaymentSettings(_Section):
     urgent_s: int = Field(default=60, ge=0)  # settle at once this close to a deadline
     # how long a served spend authorization waits for its payer's spend settlement (one
     # signature for many: docs/protocols/spendauth.md) before it is claimed on its own
-    settlement_wait_s: float = Field(default=0.0, ge=0)
+    # (never later than urgent_s + settle_interval_s before its deadline; 0: never waits)
+    settlement_wait_s: float = Field(default=300.0, ge=0)
     channel_credit_limit: int = Field(default=0, ge=0)  # base units served beyond a voucher
     balance_refresh_s: float = Field(default=2.0, gt=0)
     x402_max_timeout_s: int = Field(default=3600, ge=60)

@@ -5,9 +5,10 @@
   spend settlements are sent first (``claim_settlements``: one signature for many
   authorizations), then the claimable rows they do not cover in ``claim_batch``
   transactions (sorted by payer and nonce: claims of one payer in one nonce word share
-  a group, which is cheapest). With ``settlement_wait_s`` > 0 a claim waits that long
-  after its capture for its payer's settlement before it is claimed on its own (never
-  past ``urgent_s`` before its deadline). A settlement rejected on-chain (or gone stale)
+  a group, which is cheapest). A claim waits ``settlement_wait_s`` (default 300 s; 0:
+  not at all) after its capture for its payer's settlement before it is claimed on its
+  own, but never past ``urgent_s + interval_s`` before its deadline, so that a
+  settlement that never comes costs nothing but the wait. A settlement rejected on-chain (or gone stale)
   returns its authorizations to the claimable rows. A claim whose fields do not fit the
   batch packing (deadline >= 2**56, amounts >= 2**96) can never settle: it is marked
   rejected ("unencodable") instead of blocking its batch.
@@ -53,7 +54,7 @@ class SettlementPolicy:
     urgent_s: int = 60  # settle at once when a deadline is this close
     backoff_s: float = 1.0
     backoff_max_s: float = 60.0
-    settlement_wait_s: float = 0.0  # how long a claim waits for its payer's settlement
+    settlement_wait_s: float = 300.0  # how long a claim waits for its payer's settlement
 
 
 class SettlementWorker:

@@ -48,11 +48,15 @@ class PaidOperator:
 
 
 def paid_env(manifest_path: Path, **extra: str) -> dict[str, str]:
+    """A paid operator's settings. Claims do not wait for spend settlements (the
+    default waits 300 s): tests that pay with bare authorizations wait for single claims;
+    those that test settlements set MERCATO_OPERATOR__PAYMENTS__SETTLEMENT_WAIT_S."""
     return {
         "MERCATO_OPERATOR__PAYMENTS__MODE": "paid",
         "MERCATO_OPERATOR__PAYMENTS__MANIFEST": str(manifest_path),
         "MERCATO_OPERATOR__PAYMENTS__SETTLE_INTERVAL_S": "1",
         "MERCATO_OPERATOR__PAYMENTS__BALANCE_REFRESH_S": "0.5",
+        "MERCATO_OPERATOR__PAYMENTS__SETTLEMENT_WAIT_S": "0",
         **extra,
     }
 

@@ -89,6 +89,7 @@ def create_app(
             engine,
             flush_interval_s=settings.history.flush_interval_s,
             max_batch=settings.history.max_batch,
+            max_queued=settings.history.max_queued,
         )
         credits = Credits(engine, writer, durable=settings.billing.durable_capture)
         keys = KeyRing(engine)

@@ -68,6 +68,11 @@ class RouterMetrics:
         self.writer_queue = Gauge(
             "mercato_router_writer_queue", "Jobs waiting for the database writer.", registry=r
         )
+        self.history_dropped = Gauge(
+            "mercato_router_history_dropped",
+            "History rows dropped since start-up because the writer's queue was full.",
+            registry=r,
+        )
 
         # Labelled children, looked up once: ``labels()`` takes a lock and builds a key.
         self._children: dict[tuple[object, ...], Any] = {}

@@ -457,6 +457,7 @@ async def metrics(request: Request) -> Response:
         st.metrics.circuit.labels(upstream).set(0 if s.breaker.is_closed else 1)
         st.metrics.circuit_opens.labels(upstream).set(s.breaker.opens)
     st.metrics.writer_queue.set(st.writer.queued)
+    st.metrics.history_dropped.set(st.writer.dropped)
     # a payer that settles (network/router_payer.py) counts its spend settlements
     counts = getattr(st.forwarder.payer, "settlement_counts", None)
     for outcome, n in (counts or {}).items():

@@ -101,6 +101,9 @@ class BillingSettings(_Section):
 class HistorySettings(_Section):
     flush_interval_s: float = Field(default=0.2, gt=0)
     max_batch: int = Field(default=2000, ge=1)
+    # rows of uncharged requests held while the database is unreachable (~750 bytes
+    # each); beyond it new ones are dropped and counted in mercato_router_history_dropped
+    max_queued: int = Field(default=200_000, ge=1)
 
 
 class RouterSettings(MercatoSettings):

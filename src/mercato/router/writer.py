@@ -72,11 +72,19 @@ class _Batch:
 
 class Writer:
     def __init__(
-        self, engine: Engine, *, flush_interval_s: float = 0.2, max_batch: int = 2000
+        self,
+        engine: Engine,
+        *,
+        flush_interval_s: float = 0.2,
+        max_batch: int = 2000,
+        max_queued: int = 200_000,
     ) -> None:
         self._engine = engine
         self._interval = flush_interval_s
         self._max_batch = max_batch
+        self._max_queued = max_queued
+        self.dropped = 0  # history rows refused because the queue was full
+        self._warned = 0.0
         self._urgent: list[Job] = []
         self._lazy: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
@@ -107,7 +115,21 @@ class Writer:
             self.add_history(job.history)
 
     def add_history(self, row: dict[str, Any]) -> None:
-        """Goes out with the next commit, at the latest ``flush_interval_s`` from now."""
+        """Goes out with the next commit, at the latest ``flush_interval_s`` from now.
+        While the database is unreachable rows wait; beyond ``max_queued`` of them new
+        ones are dropped and counted (rows of charged requests are never dropped: they
+        travel with their journals, which their requests wait for)."""
+        if len(self._lazy) >= self._max_queued:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._warned > 10:
+                self._warned = now
+                log.warning(
+                    "router writer: %d history rows queued, dropping new ones (%d so far)",
+                    len(self._lazy),
+                    self.dropped,
+                )
+            return
         self._lazy.append(row)
         if len(self._lazy) == 1 or len(self._lazy) >= self._max_batch:
             self._wake.set()  # start the interval's clock, or a full batch: commit now

@@ -238,3 +238,23 @@ async def test_one_large_commit_writes_every_row_and_line(db_url: str) -> None:
         # account a{n} took part in journals n and n + 650
         assert balances["key:a0"] == -(1 + 651) and balances["key:b649"] == 650 + 1300
     engine.dispose()
+
+
+async def test_history_beyond_the_queue_bound_is_dropped_and_counted(db_url: str) -> None:
+    """While the database is unreachable (here: the writer not started yet) history rows
+    of uncharged requests wait up to ``max_queued``; later ones are dropped and counted,
+    so an outage cannot exhaust memory. Journals are never dropped."""
+    engine = make_engine(db_url)
+    migrate(engine)
+    writer = Writer(engine, max_queued=3)
+    for i in range(5):
+        writer.add_history(history_row(f"q{i}", "k", 0))
+    writer.submit(Job([Journal("t1", "capture", (("key:a", -1), ("key:b", 1)))], None))
+    assert (writer.queued, writer.dropped) == (4, 2)
+    await writer.start()
+    await writer.close()
+    with Session(engine) as s:
+        ids = set(s.scalars(select(RouterRequest.request_id)))
+        assert ids == {"q0", "q1", "q2"}
+        assert s.scalar(select(func.count()).select_from(RouterLedgerEntry)) == 2
+    engine.dispose()

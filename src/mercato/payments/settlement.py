@@ -8,10 +8,10 @@
   a group, which is cheapest). A claim waits ``settlement_wait_s`` (default 300 s; 0:
   not at all) after its capture for its payer's settlement before it is claimed on its
   own, but never past ``urgent_s + interval_s`` before its deadline, so that a
-  settlement that never comes costs nothing but the wait. A settlement rejected on-chain (or gone stale)
-  returns its authorizations to the claimable rows. A claim whose fields do not fit the
-  batch packing (deadline >= 2**56, amounts >= 2**96) can never settle: it is marked
-  rejected ("unencodable") instead of blocking its batch.
+  settlement that never comes costs nothing but the wait. A settlement rejected
+  on-chain (or gone stale) returns its authorizations to the claimable rows. A claim
+  whose fields do not fit the batch packing (deadline >= 2**56, amounts >= 2**96) can
+  never settle: it is marked rejected ("unencodable") instead of blocking its batch.
 - Channels: a channel whose metered consumption passed what was settled is claimed
   with its best voucher.
 - x402: signed EIP-3009 transfers are submitted (by the x402 module's ``submit``).

@@ -194,7 +194,8 @@ class SpendAuthPayment:
         self.terms: dict[str, Terms] = {}
         self.settle = settle
         self.settler = SpendSettler(account, every=settle_every, ttl_s=ttl_s, http=http)
-        self._sent: dict[str, tuple[Terms, int]] = {}  # header value -> (terms, nonce)
+        # header value -> (terms, nonce, amount authorized)
+        self._sent: dict[str, tuple[Terms, int, int]] = {}
 
     @property
     def settle_every(self) -> int:
@@ -212,7 +213,7 @@ class SpendAuthPayment:
         )
         value = signed.encode()
         if self.settle:
-            self._sent[value] = (terms, nonce)
+            self._sent[value] = (terms, nonce, amount)
             self.settler.allocated(nonce)
         return {SPEND_AUTH_HEADER: value}
 
@@ -236,8 +237,8 @@ class SpendAuthPayment:
         charged = charged_of(receipt)
         if found is None or charged is None or not ok:
             return  # not served (or not ours): the operator charges it nothing or alone
-        terms, nonce = found
-        self.settler.answered(Payee(target, terms.operator, terms.ref), nonce, charged)
+        terms, nonce, amount = found
+        self.settler.answered(Payee(target, terms.operator, terms.ref), nonce, charged, amount)
 
     async def flush(self) -> None:
         """Settle every answered nonce now and wait for the operators' answers."""

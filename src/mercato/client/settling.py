@@ -81,7 +81,7 @@ class SpendSettler:
         self._tasks: set[asyncio.Task[None]] = set()
         # the operators' answers (the last ``keep``), and how the posts went
         self.answers: deque[dict[str, Any]] = deque(maxlen=keep)
-        self.counts = {"accepted": 0, "refused": 0, "failed": 0}
+        self.counts = {"accepted": 0, "refused": 0, "failed": 0, "overcharged": 0}
 
     @property
     def unsettled(self) -> int:
@@ -95,8 +95,21 @@ class SpendSettler:
             self._settle(lambda key: key[1] != word)
         self._word = word
 
-    def answered(self, payee: Payee, nonce: int, charged: int) -> None:
-        """The operator answered the request paid with ``nonce`` and charged ``charged``."""
+    def answered(self, payee: Payee, nonce: int, charged: int, authorized: int) -> None:
+        """The operator answered the request paid with ``nonce`` (an authorization of at
+        most ``authorized``) and says it charged ``charged``. A charge outside 0 ..
+        ``authorized`` is never signed for: the operator's receipt is its own word, and
+        a settlement's total is not checked against the authorizations on chain."""
+        if not 0 <= charged <= authorized:
+            self.counts["overcharged"] += 1
+            log.warning(
+                "%s reported a charge of %d for an authorization of at most %d: "
+                "left out of settlements",
+                payee.operator,
+                charged,
+                authorized,
+            )
+            return
         key = (payee, nonce >> 8)
         charges = self._open.get(key)
         if charges is None:

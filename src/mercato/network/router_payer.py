@@ -91,11 +91,11 @@ class SpendAuthPayer:
         if not self.settle or value is None or charged is None:
             return  # not served: the operator charges it nothing (or claims it alone)
         try:
-            nonce = SignedSpendAuthorization.decode(value).auth.nonce
+            auth = SignedSpendAuthorization.decode(value).auth
         except PaymentRejected:
             return
         payee = Payee(operator.base_url.removesuffix("/v1"), operator.upstream, self.ref)
-        self.settler.answered(payee, nonce, charged)
+        self.settler.answered(payee, auth.nonce, charged, auth.max_amount)
 
     async def close(self) -> None:
         """Settle every answered nonce now and wait for the operators' answers."""

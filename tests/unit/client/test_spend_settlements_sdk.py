@@ -18,7 +18,8 @@ from mercato.protocol.receipts import Receipt
 ESCROW = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0"
 OPERATOR = Account.from_key(b"\x22" * 32).address
 TARGET = "http://operator.test"
-TERMS = Terms(OPERATOR, 31337, ESCROW, "0x" + "00" * 20, 100, 1, 1, 16)
+# 1 unit per token: each request is authorized for its bound, 532 here
+TERMS = Terms(OPERATOR, 31337, ESCROW, "0x" + "00" * 20, 100, 1_000_000, 1_000_000, 16)
 
 
 def receipt(charged: int | None, method: str = "spendauth") -> Receipt:
@@ -112,4 +113,19 @@ async def test_settle_false_sends_nothing() -> None:
     await answer(payer, 9)
     await payer.aclose()
     assert calls == [] and payer.settlements == []
+    await http.aclose()
+
+
+async def test_a_charge_above_the_authorization_is_never_signed_for() -> None:
+    """The charge comes from the operator's own receipt; a settlement's total is not
+    checked against the authorizations on chain, so the SDK checks it."""
+    op = Operator()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(op.handle))
+    payer = SpendAuthPayment(Account.create(), http=http)
+    payer.terms[TARGET] = TERMS
+    fair = await answer(payer, 532)  # the whole bound: fine
+    await answer(payer, 533)
+    await answer(payer, -1)
+    await payer.aclose()
+    assert settled(op) == [(fair >> 8, 1 << (fair & 255), 532)]
     await http.aclose()

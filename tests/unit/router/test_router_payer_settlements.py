@@ -29,7 +29,8 @@ ESTIMATE = Estimate(prompt_tokens=100, completion_tokens=16)
 
 
 def offer(address: str = OPERATOR, host: str = "op.test") -> Offer:
-    return Offer("operator", address, host, "m", f"http://{host}/v1", 1_000, 1_000)
+    # 1 unit per token: the router authorizes 2 * 100 + 512 + 16 = 728 per request
+    return Offer("operator", address, host, "m", f"http://{host}/v1", 1_000_000, 1_000_000)
 
 
 def receipt(charged: int | None, method: str = "spendauth") -> Receipt:
@@ -101,12 +102,14 @@ async def test_every_n_answers_per_operator_and_the_rest_on_close() -> None:
     await attempt(payer, None)
     await attempt(payer, 5, status=402)
     await attempt(payer, 5, verified=False)
+    await attempt(payer, 729)  # more than the authorization allowed: never signed for
+    await attempt(payer, -1)
     sent = await payer.payment_headers(offer(), ESTIMATE)
     await payer.on_response(offer(), 200, {}, receipt(5, method="channel"), sent)
     assert payer.settler.unsettled == 1  # the other operator's answer only
     await payer.close()
     assert ops.settled()[1:] == [("other.test", OTHER.lower(), word, 1 << (o & 255), 7)]
-    assert payer.settlement_counts == {"accepted": 2, "refused": 0, "failed": 0}
+    assert payer.settlement_counts == {"accepted": 2, "refused": 0, "failed": 0, "overcharged": 2}
     await http.aclose()
 
 
@@ -158,8 +161,8 @@ async def test_refused_or_undelivered_settlements_are_counted_only() -> None:
 
     refusing = Operators(status=422)
     for handler, counts in (
-        (refusing.handle, {"accepted": 0, "refused": 1, "failed": 0}),
-        (down, {"accepted": 0, "refused": 0, "failed": 1}),
+        (refusing.handle, {"accepted": 0, "refused": 1, "failed": 0, "overcharged": 0}),
+        (down, {"accepted": 0, "refused": 0, "failed": 1, "overcharged": 0}),
     ):
         http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         payer = SpendAuthPayer(Account.create(), REF, http=http)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mercato.chain.contract import ChainEvent
+from mercato.protocol.eip712 import mask_nonces
 
 # --- PaymentToken --------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class SpendsClaimed(ChainEvent):
 
     @property
     def nonces(self) -> list[int]:
-        return [self.word * 256 + bit for bit in range(256) if self.mask >> bit & 1]
+        return mask_nonces(self.word, self.mask)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +130,7 @@ class SpendsSettled(ChainEvent):
 
     @property
     def nonces(self) -> list[int]:
-        return [self.word * 256 + bit for bit in range(256) if self.mask >> bit & 1]
+        return mask_nonces(self.word, self.mask)
 
 
 @dataclass(frozen=True, kw_only=True)

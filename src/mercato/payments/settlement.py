@@ -255,9 +255,7 @@ class SettlementWorker:
         for event in result.events_of(SpendsClaimed):
             payer = event.payer.lower()
             paid[payer] = paid.get(payer, 0) + event.amount
-            settled += [
-                (payer, event.word * 256 + bit) for bit in range(256) if event.mask >> bit & 1
-            ]
+            settled += [(payer, nonce) for nonce in event.nonces]
         rejected = {(e.payer.lower(), e.nonce): e.reason for e in result.events_of(ClaimRejected)}
         await self._service.run_db(
             lambda: self._store.mark_spends(settled, SETTLED, tx_hash=result.tx_hash)

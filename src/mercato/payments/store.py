@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mercato.payments.errors import Reason
 from mercato.payments.wire import SignedSpendAuthorization
+from mercato.protocol.eip712 import mask_nonces
 from mercato.storage.payment_models import (
     CLAIMABLE,
     REJECTED,
@@ -80,7 +81,7 @@ class StoredSettlement:
 
     @property
     def nonces(self) -> list[int]:
-        return [(self.word << 8) | bit for bit in range(256) if self.mask >> bit & 1]
+        return mask_nonces(self.word, self.mask)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,7 @@ class PaymentStore:
         transaction: the checks and the write see the same rows."""
         payer, now = payer.lower(), int(time.time())
         sig = "0x" + signature.hex()
-        nonces = [str((word << 8) | bit) for bit in range(256) if mask >> bit & 1]
+        nonces = [str(n) for n in mask_nonces(word, mask)]
         with Session(self._engine) as session, session.begin():
             live = session.scalars(
                 select(SpendSettlementRow).where(

@@ -276,6 +276,11 @@ def make_nonce(word: int, bit: int) -> int:
     return (word << 8) | bit
 
 
+def mask_nonces(word: int, mask: int) -> list[int]:
+    """The nonces ``word << 8 | i`` for every bit ``i`` set in ``mask``, in order."""
+    return [(word << 8) | bit for bit in range(256) if mask >> bit & 1]
+
+
 # --- spend settlements ----------------------------------------------------------------------
 
 
@@ -295,7 +300,7 @@ class SpendSettlement:
 
     @property
     def nonces(self) -> list[int]:
-        return [(self.word << 8) | bit for bit in range(256) if self.mask >> bit & 1]
+        return mask_nonces(self.word, self.mask)
 
     def typed_data(self, domain: Mapping[str, Any]) -> dict[str, Any]:
         return spend_settlement_typed_data(

@@ -186,6 +186,9 @@ class SpendAuthPayment:
         ttl_s: int = 3600,
         settle: bool = True,
         settle_every: int = 64,
+        # well within the operators' default settlement_wait_s (300 s), so that a client
+        # with few requests gets them settled together too
+        settle_after_s: float | None = 120.0,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         self.account = account
@@ -193,7 +196,9 @@ class SpendAuthPayment:
         self.nonces = NonceAllocator()
         self.terms: dict[str, Terms] = {}
         self.settle = settle
-        self.settler = SpendSettler(account, every=settle_every, ttl_s=ttl_s, http=http)
+        self.settler = SpendSettler(
+            account, every=settle_every, ttl_s=ttl_s, max_age_s=settle_after_s, http=http
+        )
         # header value -> (terms, nonce, amount authorized)
         self._sent: dict[str, tuple[Terms, int, int]] = {}
 

@@ -4,6 +4,7 @@ checked against an in-memory operator endpoint that verifies each settlement."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -128,4 +129,19 @@ async def test_a_charge_above_the_authorization_is_never_signed_for() -> None:
     await answer(payer, -1)
     await payer.aclose()
     assert settled(op) == [(fair >> 8, 1 << (fair & 255), 532)]
+    await http.aclose()
+
+
+async def test_answers_of_a_quiet_client_are_settled_after_settle_after_s() -> None:
+    op = Operator()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(op.handle))
+    payer = SpendAuthPayment(Account.create(), settle_after_s=0.1, http=http)
+    payer.terms[TARGET] = TERMS
+    nonce = await answer(payer, 7)
+    assert op.received == []
+    await asyncio.sleep(0.3)
+    await payer.settler.wait()
+    assert settled(op) == [(nonce >> 8, 1 << (nonce & 255), 7)]
+    await payer.aclose()
+    assert len(op.received) == 1  # nothing left for close
     await http.aclose()
